@@ -1,0 +1,53 @@
+# pic — `make reproduce` runs every notebook at the local profile; `make test` runs the unit tests and nbval.
+# Both create the environment first if it is missing (.venv, or the Python named by PY=...).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY ?= $(VENV)/bin/python
+# torch==2.13.0 CPU build; where pip would otherwise fetch a CUDA build, pass
+# TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
+# Debian packages that notebooks read (each has a sha256-checked download fallback in pic)
+OS_PACKAGES ?=
+STAMP := build/.installed-$(subst /,_,$(PY))
+EXPERIMENTS := $(filter-out %_train_%.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))
+NBVAL_FIGURES := build/nbval-figures
+
+.PHONY: install reproduce train smoke test bench os-packages clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-nodeps.txt
+	@if [ "$(PY)" = "$(VENV)/bin/python" ] && [ ! -x "$(PY)" ]; then echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet torch==2.13.0 $(TORCH_PIP_ARGS)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	@$(MAKE) --no-print-directory os-packages
+	@mkdir -p build && touch $@
+
+os-packages:
+	@missing=""; for p in $(OS_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "note: Debian packages not installed:$$missing (sudo apt-get install$$missing); pic downloads their data instead"; fi; \
+	fi
+
+reproduce: install  ## every experiment notebook at the local profile, in place
+	$(PY) -m pic.reproduce --profile local
+
+train: install  ## the training notebooks, which rewrite the committed checkpoints under data/
+	$(PY) -m pic.reproduce --train
+
+smoke: install  ## every experiment notebook at the smoke profile, into build/smoke/
+	$(PY) -m pic.reproduce --profile smoke
+
+test: install  ## unit tests, benchmarks as smoke tests, and nbval on the committed experiment notebooks
+	rm -rf $(NBVAL_FIGURES)
+	PIC_FIGURES_DIR=$(abspath $(NBVAL_FIGURES)) $(PY) -m pytest tests benchmarks --benchmark-disable \
+	  --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(EXPERIMENTS)
+
+bench: install  ## speed goals, as ratios measured in one run
+	$(PY) -m pytest benchmarks --benchmark-only -s
+
+clean:
+	rm -rf build

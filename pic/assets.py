@@ -1,0 +1,105 @@
+"""Where data and weights live, and the sha256 checks that guard them.
+
+Committed checkpoints sit under data/ and are listed in data/checksums.json with their sha256 and the notebook
+that produces them; loading refuses a missing or altered file with a message naming that notebook.
+External files are downloaded once into the cache with a sha256 check.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = ROOT / "data"
+MANIFEST = DATA_DIR / "checksums.json"
+
+
+class AssetError(RuntimeError):
+    """A data file or checkpoint is missing, altered or cannot be fetched; the message says what provides it."""
+
+
+def cache_dir() -> Path:
+    """$PIC_CACHE, else $XDG_CACHE_HOME/pic, else ~/.cache/pic (created)."""
+    base = os.environ.get("PIC_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pic"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: str | Path, sha256: str, provider: str) -> Path:
+    """Return `path` if it exists with this sha256; else raise, naming what provides it."""
+    path = Path(path)
+    if not path.exists():
+        raise AssetError(f"{path} is missing; it is provided by: {provider}")
+    actual = sha256_file(path)
+    if actual != sha256:
+        raise AssetError(f"{path} has sha256 {actual}, expected {sha256}: refusing an altered or partial file; "
+                         f"restore it with: {provider}")
+    return path
+
+
+def download(url: str, dest: str | Path, sha256: str, provider: str) -> Path:
+    """Fetch `url` into `dest` (atomically) unless a verified copy is there already."""
+    dest = Path(dest)
+    if dest.exists() and sha256_file(dest) == sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r, tempfile.NamedTemporaryFile(dir=dest.parent,
+                                                                                      delete=False) as tmp:
+            shutil.copyfileobj(r, tmp)
+    except OSError as err:
+        raise AssetError(f"cannot download {url} ({err}); offline, it is provided by: {provider}") from err
+    os.replace(tmp.name, dest)
+    return verify(dest, sha256, provider)
+
+
+def read_manifest() -> dict:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+
+
+def checkpoint_path(name: str) -> Path:
+    """The verified path of a committed checkpoint data/<name>."""
+    entry = read_manifest().get(name)
+    if entry is None:
+        raise AssetError(f"data/{name} is not in data/checksums.json; it is produced by `make train` "
+                         "(the training notebooks under notebooks/)")
+    return verify(DATA_DIR / name, entry["sha256"], f"`make train` (notebooks/{entry['produced_by']})")
+
+
+def save_checkpoint(tensors: dict[str, torch.Tensor], name: str, produced_by: str,
+                    metadata: dict[str, str] | None = None) -> Path:
+    """Write data/<name> as safetensors and pin its sha256 in data/checksums.json."""
+    from safetensors.torch import save_file
+
+    path = DATA_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, path, metadata=metadata)
+    manifest = read_manifest()
+    manifest[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "produced_by": produced_by}
+    MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    return path
+
+
+def load_checkpoint(name: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, metadata) of a verified committed checkpoint; safetensors, so no pickle is ever loaded."""
+    from safetensors import safe_open
+
+    path = checkpoint_path(name)
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})

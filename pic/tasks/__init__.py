@@ -1,0 +1,1 @@
+"""One module per experiment of the paper: data, generator and scorers wired to the consensus optimizers."""

@@ -1,0 +1,55 @@
+"""Checkpoints and data are sha256-pinned: missing or altered files are refused with what provides them."""
+import pytest
+import torch
+
+from pic import assets
+from pic.assets import AssetError
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(assets, "MANIFEST", tmp_path / "checksums.json")
+    return tmp_path
+
+
+def test_a_saved_checkpoint_loads_back_verified(data_dir):
+    tensors = {"w": torch.arange(6.0).reshape(2, 3)}
+    assets.save_checkpoint(tensors, "toy.safetensors", "10_train_toy.ipynb", {"accuracy": "0.9"})
+    loaded, meta = assets.load_checkpoint("toy.safetensors")
+    torch.testing.assert_close(loaded["w"], tensors["w"])
+    assert meta == {"accuracy": "0.9"}
+    assert assets.read_manifest()["toy.safetensors"]["produced_by"] == "10_train_toy.ipynb"
+
+
+def test_an_altered_checkpoint_is_refused(data_dir):
+    path = assets.save_checkpoint({"w": torch.zeros(3)}, "toy.safetensors", "10_train_toy.ipynb")
+    path.write_bytes(path.read_bytes()[:-1] + b"\x01")
+    with pytest.raises(AssetError, match="expected .*refusing an altered or partial file.*10_train_toy.ipynb"):
+        assets.load_checkpoint("toy.safetensors")
+
+
+def test_a_missing_checkpoint_names_the_training_notebook(data_dir):
+    path = assets.save_checkpoint({"w": torch.zeros(3)}, "toy.safetensors", "10_train_toy.ipynb")
+    path.unlink()
+    with pytest.raises(AssetError, match=r"missing; it is provided by: `make train` \(notebooks/10_train_toy.ipynb\)"):
+        assets.load_checkpoint("toy.safetensors")
+    with pytest.raises(AssetError, match="not in data/checksums.json.*make train"):
+        assets.load_checkpoint("never_trained.safetensors")
+
+
+def test_download_checks_the_sha256_and_explains_offline_failures(tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("hello")
+    good = assets.sha256_file(src)
+    out = assets.download(src.as_uri(), tmp_path / "cache" / "a.txt", good, "pip install something")
+    assert out.read_text() == "hello"
+    with pytest.raises(AssetError, match="expected"):
+        assets.download(src.as_uri(), tmp_path / "cache" / "b.txt", "0" * 64, "pip install something")
+    with pytest.raises(AssetError, match="cannot download .*offline, it is provided by: pip install something"):
+        assets.download((tmp_path / "absent").as_uri(), tmp_path / "cache" / "c.txt", good, "pip install something")
+
+
+def test_cache_dir_honours_pic_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIC_CACHE", str(tmp_path / "c"))
+    assert assets.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()

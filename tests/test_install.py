@@ -1,0 +1,41 @@
+"""The two install paths agree, and CI runs exactly the README's test command."""
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_pins_what_pyproject_pins():
+    env = (ROOT / "environment.yml").read_text()
+    deps = pyproject()["project"]["dependencies"]
+    torch_pin = next(d for d in deps if d.startswith("torch=="))
+    assert f"- {torch_pin}" in env
+    assert "- -e .[dev]" in env  # every other pin comes from pyproject itself
+    py = re.search(r"- python=(\d+\.\d+)", env).group(1)
+    lo, hi = re.search(r">=(\d+\.\d+),<(\d+\.\d+)", pyproject()["project"]["requires-python"]).groups()
+    assert tuple(map(int, lo.split("."))) <= tuple(map(int, py.split("."))) < tuple(map(int, hi.split(".")))
+
+
+def test_the_cpu_install_never_pulls_torchvision():
+    deps = pyproject()["project"]["dependencies"] + pyproject()["project"]["optional-dependencies"]["dev"]
+    assert not [d for d in deps if re.match(r"(torchvision|open.clip|timm)\b", d)]
+    assert all("==" in d for d in deps), "pin every direct dependency exactly"
+
+
+def test_ci_runs_the_readme_test_command_and_the_readme_starts_with_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```(?:bash|sh)?\n(.*?)```", readme, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
+    assert "make reproduce" in commands and "make test" in commands
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^\s*(exec\s+)?make test\s*$", ci, re.M)
+
+
+def test_nodeps_packages_are_installed_by_the_makefile():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--no-deps --ignore-requires-python -r requirements-nodeps.txt" in makefile
