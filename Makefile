@@ -8,7 +8,7 @@ PY ?= $(VENV)/bin/python
 # TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?=
 # Debian packages that notebooks read (each has a sha256-checked download fallback in pic)
-OS_PACKAGES ?=
+OS_PACKAGES ?= dataset-fashion-mnist
 STAMP := build/.installed-$(subst /,_,$(PY))
 EXPERIMENTS := $(filter-out %_train_%.ipynb,$(wildcard notebooks/[0-9][0-9]_*.ipynb))
 NBVAL_FIGURES := build/nbval-figures

@@ -1,7 +1,8 @@
 """Where data and weights live, and the sha256 checks that guard them.
 
-Committed checkpoints sit under data/ and are listed in data/checksums.json with their sha256 and the notebook
-that produces them; loading refuses a missing or altered file with a message naming that notebook.
+Committed checkpoints sit under data/, each beside a pin file <name>.pin.json holding its sha256, size and the
+notebook that produces it (one pin per file, so branches adding checkpoints never conflict); loading refuses a
+missing or altered file with a message naming that notebook.
 External files are downloaded once into the cache with a sha256 check.
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "data"
-MANIFEST = DATA_DIR / "checksums.json"
 
 
 class AssetError(RuntimeError):
@@ -69,30 +69,34 @@ def download(url: str, dest: str | Path, sha256: str, provider: str) -> Path:
     return verify(dest, sha256, provider)
 
 
-def read_manifest() -> dict:
-    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+def pin_path(name: str) -> Path:
+    return DATA_DIR / f"{name}.pin.json"
+
+
+def read_pin(name: str) -> dict | None:
+    path = pin_path(name)
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def checkpoint_path(name: str) -> Path:
     """The verified path of a committed checkpoint data/<name>."""
-    entry = read_manifest().get(name)
-    if entry is None:
-        raise AssetError(f"data/{name} is not in data/checksums.json; it is produced by `make train` "
-                         "(the training notebooks under notebooks/)")
-    return verify(DATA_DIR / name, entry["sha256"], f"`make train` (notebooks/{entry['produced_by']})")
+    pin = read_pin(name)
+    if pin is None:
+        raise AssetError(f"data/{name} has no pin file data/{name}.pin.json; it is produced by `make train` "
+                         "(the training notebooks notebooks/NN_train_*.ipynb)")
+    return verify(DATA_DIR / name, pin["sha256"], f"`make train` (notebooks/{pin['produced_by']})")
 
 
 def save_checkpoint(tensors: dict[str, torch.Tensor], name: str, produced_by: str,
                     metadata: dict[str, str] | None = None) -> Path:
-    """Write data/<name> as safetensors and pin its sha256 in data/checksums.json."""
+    """Write data/<name> as safetensors and pin its sha256 in data/<name>.pin.json."""
     from safetensors.torch import save_file
 
     path = DATA_DIR / name
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, path, metadata=metadata)
-    manifest = read_manifest()
-    manifest[name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "produced_by": produced_by}
-    MANIFEST.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+    pin = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "produced_by": produced_by}
+    pin_path(name).write_text(json.dumps(pin, indent=2) + "\n")
     return path
 
 

@@ -9,17 +9,17 @@ from pic.assets import AssetError
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
-    monkeypatch.setattr(assets, "MANIFEST", tmp_path / "checksums.json")
     return tmp_path
 
 
 def test_a_saved_checkpoint_loads_back_verified(data_dir):
     tensors = {"w": torch.arange(6.0).reshape(2, 3)}
-    assets.save_checkpoint(tensors, "toy.safetensors", "10_train_toy.ipynb", {"accuracy": "0.9"})
-    loaded, meta = assets.load_checkpoint("toy.safetensors")
+    assets.save_checkpoint(tensors, "toy/net.safetensors", "10_train_toy.ipynb", {"accuracy": "0.9"})
+    loaded, meta = assets.load_checkpoint("toy/net.safetensors")
     torch.testing.assert_close(loaded["w"], tensors["w"])
     assert meta == {"accuracy": "0.9"}
-    assert assets.read_manifest()["toy.safetensors"]["produced_by"] == "10_train_toy.ipynb"
+    pin = assets.read_pin("toy/net.safetensors")
+    assert pin["produced_by"] == "10_train_toy.ipynb" and (data_dir / "toy" / "net.safetensors.pin.json").exists()
 
 
 def test_an_altered_checkpoint_is_refused(data_dir):
@@ -34,7 +34,7 @@ def test_a_missing_checkpoint_names_the_training_notebook(data_dir):
     path.unlink()
     with pytest.raises(AssetError, match=r"missing; it is provided by: `make train` \(notebooks/10_train_toy.ipynb\)"):
         assets.load_checkpoint("toy.safetensors")
-    with pytest.raises(AssetError, match="not in data/checksums.json.*make train"):
+    with pytest.raises(AssetError, match="has no pin file.*make train"):
         assets.load_checkpoint("never_trained.safetensors")
 
 
