@@ -33,6 +33,7 @@ def setup():
 def guided_step(sampler, energy, labels, x, t):
     """What guided_denoise does per step: the generator's pass, then the scorers' weighted gradients."""
     prompts = [sampler.prompt_of(int(c)) for c in labels]
+    x = x.clone()  # a new x_t, as at every denoising step (the denoiser keeps the pass of the last one)
     eps = sampler.denoiser.eps_uncond(x, t)
     _, grad = energy.energy_and_grad(x, t=t, step=5, labels=labels, prompt=prompts)
     return eps + sampler.prior.sigma(t) * grad
