@@ -143,3 +143,21 @@ def test_seed_summaries_and_the_beyond_the_std_rule():
     better = dict(s, kid_x1000=7.0, kid_x1000_sd=1.0)
     assert ig.beats(better, s, "kid_x1000", lower_is_better=True)
     assert not ig.beats(dict(better, kid_x1000=10.0), s, "kid_x1000", lower_is_better=True)  # within the sds
+
+
+@pytest.mark.parametrize("step", [0, 10, 19])
+def test_guidance_moves_samples_towards_lower_energy_at_high_and_low_noise(tiny_generator, step):
+    """Regression: DDIM with x0 clipping keeps the unclipped eps, which turns guidance around at high noise."""
+    scheduler = ig.sampling_scheduler()
+    scheduler.set_timesteps(20)
+    t = scheduler.timesteps[step]
+    denoiser = Denoiser(tiny_generator, tiny_generator.null_class)
+    torch.manual_seed(1)
+    cls = ClassifierScorer(NoiseAwareClassifier(10, widths=(8, 8)).eval(), 10, name="cls")
+    x, labels = torch.randn(8, 1, 28, 28) * 3, torch.arange(8)
+    _, grad = cls.energy_and_grad(x, labels=labels, t=t)
+    eps = denoiser.eps_uncond(x, t)
+    sigma = float((1 - scheduler.alphas_cumprod[int(t)]).sqrt())
+    plain = scheduler.step(eps, t, x).prev_sample
+    guided = scheduler.step(eps + sigma * 0.5 * grad, t, x).prev_sample
+    assert ((guided - plain) * grad).flatten(1).sum(1).lt(0).all()  # the guided sample moved down the gradient

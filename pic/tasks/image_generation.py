@@ -53,12 +53,16 @@ ARCHITECTURES = {
 
 def training_scheduler() -> DDPMScheduler:
     """The forward process every model is trained on: 1000 steps, cosine schedule (good at 28x28)."""
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=False)
 
 
 def sampling_scheduler() -> DDIMScheduler:
-    """DDIM on the same schedule, few steps spread to the very end of it ("trailing"); x0 clipped to [-1, 1]."""
-    return DDIMScheduler.from_config(training_scheduler().config, timestep_spacing="trailing")
+    """Deterministic DDIM on the same schedule. Two choices matter for guidance:
+    - no x0 clipping: diffusers' DDIM clips x0 but keeps the unclipped eps, so at high noise, where x0 saturates,
+      a guidance term would push x_t the wrong way;
+    - "leading" steps (950, 900, ..., 0): the cosine schedule ends at abar = 2e-9, where one step would multiply
+      any error in eps by ~1500."""
+    return DDIMScheduler.from_config(training_scheduler().config, timestep_spacing="leading")
 
 
 @dataclass
