@@ -127,6 +127,20 @@ def test_checkpoints_round_trip_through_safetensors_and_refuse_alteration(tmp_pa
         ig.load_models(models.text_encoder)
 
 
+def test_re_storing_the_guidance_keeps_the_generator_tensors_and_re_pins_the_file(tmp_path, monkeypatch):
+    from pic.models.text_encoder import FrozenTextEncoder
+
+    monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
+    models = ig.new_models(FrozenTextEncoder(), "smoke", seed=0)
+    ig.save_models(models, {"generator": {"guidance": "{}", "final_loss": "0.1"}})
+    before = ig.load_models(models.text_encoder).generator.state_dict()
+    ig.store_guidance({"clip": 3.0})
+    meta = ig.checkpoint_metadata("generator")  # verifies the new sha256 pin
+    assert meta["guidance"] == '{"clip": 3.0}' and meta["final_loss"] == "0.1"
+    after = ig.load_models(models.text_encoder).generator.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
 def test_feature_net_features_feed_its_head():
     net = FeatureNet(widths=(8, 8, 16), feature_dim=16).eval()
     x = torch.randn(5, 1, 28, 28)

@@ -129,6 +129,15 @@ def load_models(text_encoder, device: str | torch.device = "cpu") -> ImageModels
     return ImageModels(generator, cls, clip, text_encoder, eval_net)
 
 
+def store_guidance(guidance: dict[str, float]) -> int:
+    """Re-write the generator checkpoint with the same tensors and `guidance` (chosen on validation) in its
+    metadata, re-pinning its sha256; returns its bytes."""
+    tensors, meta = load_checkpoint(CHECKPOINTS["generator"])
+    path = save_checkpoint(tensors, CHECKPOINTS["generator"], produced_by=TRAINING_NOTEBOOK,
+                           metadata={**meta, "guidance": json.dumps(guidance)})
+    return path.stat().st_size
+
+
 def checkpoint_metadata(name: str) -> dict[str, str]:
     """The metadata stored with a committed checkpoint (sizes, held-out accuracies, training steps)."""
     return load_checkpoint(CHECKPOINTS[name])[1]
