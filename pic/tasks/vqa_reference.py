@@ -5,15 +5,13 @@ question: its frozen MiniLM sentence embedding; their projections multiplied ele
 """
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import torch
 
 from pic.assets import load_checkpoint, save_checkpoint
-from pic.runtime import seed_everything
 from pic.models.efficientnet import FEATURE_DIM
-from pic.tasks.vqa_scorers import TRAINING_NOTEBOOK
+from pic.tasks.vqa_scorers import TRAINING_NOTEBOOK, minibatch_training
 
 
 class QAClassifier(torch.nn.Module):
@@ -35,25 +33,14 @@ def train_reference(model: QAClassifier, features: torch.Tensor, questions: torc
                     answers: torch.Tensor, *, epochs: int, seed: int, lr: float = 3e-3,
                     batch_size: int = 256) -> tuple[list[float], float]:
     """Cross-entropy training on (image_index -> image features, question embedding, answer index) triples."""
-    gen = seed_everything(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(answers) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    start, losses = time.perf_counter(), []
+    def batch_loss(idx):
+        return torch.nn.functional.cross_entropy(model(features[image_index[idx]], questions[idx]), answers[idx])
+
     model.train()
-    for _ in range(epochs):
-        order, total = torch.randperm(len(answers), generator=gen), 0.0
-        for i in range(0, len(answers), batch_size):
-            idx = order[i:i + batch_size]
-            loss = torch.nn.functional.cross_entropy(model(features[image_index[idx]], questions[idx]), answers[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / len(answers))
+    log = minibatch_training(list(model.parameters()), len(answers), batch_loss, epochs=epochs, seed=seed, lr=lr,
+                             batch_size=batch_size)
     model.eval()
-    return losses, time.perf_counter() - start
+    return log.losses, log.seconds
 
 
 @torch.no_grad()

@@ -12,8 +12,9 @@ lacks (it is blind to negation) and yes/no questions need.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -195,36 +196,44 @@ class TrainingLog:
     seconds: float
 
 
-def train_caption_model(model: ClipStyleModel, inputs: torch.Tensor, color: torch.Tensor, shape: torch.Tensor,
-                        text_embeddings: torch.Tensor, caps: Captions, *, epochs: int, seed: int,
-                        lr: float = 1e-2, batch_size: int = 128, on_features: bool = False) -> TrainingLog:
-    """Contrastive training against fixed caption embeddings [T, D]. `inputs` are images [N, 3, H, W] in [0, 1],
-    or (on_features=True) precomputed tower features [N, F], in which case only the projection learns."""
-    import time
-
+def minibatch_training(params, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, epochs: int,
+                       seed: int, lr: float, batch_size: int) -> TrainingLog:
+    """AdamW with a one-cycle learning rate over shuffled minibatches of `n` examples; batch_loss(indices) -> loss."""
     gen = seed_everything(seed)
-    params = [p for n, p in model.named_parameters()
-              if p.requires_grad and (not on_features or not n.startswith("image_tower."))]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(inputs) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((n + batch_size - 1) // batch_size))
     start, losses = time.perf_counter(), []
-    model.train()
     for _ in range(epochs):
-        order, total = torch.randperm(len(inputs), generator=gen), 0.0
-        for i in range(0, len(inputs), batch_size):
+        order, total = torch.randperm(n, generator=gen), 0.0
+        for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
-            emb = embed(model, inputs[idx], on_features)
-            parts = caption_losses(model.scale * emb @ text_embeddings.T, color[idx], shape[idx], caps)
-            loss = sum(parts.values()) / len(parts)
+            loss = batch_loss(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        losses.append(total / len(inputs))
-    model.eval()
+        losses.append(total / n)
     return TrainingLog(losses, time.perf_counter() - start)
+
+
+def train_caption_model(model: ClipStyleModel, inputs: torch.Tensor, color: torch.Tensor, shape: torch.Tensor,
+                        text_embeddings: torch.Tensor, caps: Captions, *, epochs: int, seed: int,
+                        lr: float = 1e-2, batch_size: int = 128, on_features: bool = False) -> TrainingLog:
+    """Contrastive training against fixed caption embeddings [T, D]. `inputs` are images [N, 3, H, W] in [0, 1],
+    or (on_features=True) precomputed tower features [N, F], in which case only the projection learns."""
+    params = [p for n, p in model.named_parameters()
+              if p.requires_grad and (not on_features or not n.startswith("image_tower."))]
+
+    def batch_loss(idx):
+        emb = embed(model, inputs[idx], on_features)
+        parts = caption_losses(model.scale * emb @ text_embeddings.T, color[idx], shape[idx], caps)
+        return sum(parts.values()) / len(parts)
+
+    model.train()
+    log = minibatch_training(params, len(inputs), batch_loss, epochs=epochs, seed=seed, lr=lr, batch_size=batch_size)
+    model.eval()
+    return log
 
 
 def embed(model: ClipStyleModel, inputs: torch.Tensor, on_features: bool = False) -> torch.Tensor:
