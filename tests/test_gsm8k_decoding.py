@@ -53,9 +53,11 @@ def test_greedy_from_a_shared_prefix_equals_plain_generate_one_prompt_at_a_time(
     assert len({tuple(c.tokens) for (c,) in out}) == 3  # the prompts really differ
 
 
-def test_beam_search_from_a_shared_prefix_equals_plain_generate(lm):
+@pytest.mark.parametrize("shared", [False, True], ids=["prefix copied per beam", "prefix shared by all beams"])
+def test_beam_search_from_a_shared_prefix_equals_plain_generate(lm, shared):
     model, tok = lm
-    prefix = SharedPrefix(model, tok, PREFIX)
+    prefix = SharedPrefix(fast_cpu_inference(copy.deepcopy(model), dtype="float32") if shared else model, tok, PREFIX)
+    assert prefix.shared == shared
     tails = [prefix.tail_ids(t) for t in TAILS]
     for tail, c in zip(tails, beam_search(prefix, tails, num_beams=3, max_new_tokens=10)):
         assert c.tokens == plain_generate(model, prefix.ids + tail, max_new_tokens=10, num_beams=3,
@@ -63,11 +65,14 @@ def test_beam_search_from_a_shared_prefix_equals_plain_generate(lm):
         assert c.logprobs == []  # beam search records no per-token log-probabilities
 
 
-def test_rows_joining_a_running_batch_decode_as_if_alone(lm):
+@pytest.mark.parametrize("shared", [False, True], ids=["prefix copied per row", "prefix shared by all rows"])
+def test_rows_joining_a_running_batch_decode_as_if_alone(lm, shared):
     """Continuous batching: a batch of 3 rows, prompts with 1 to 3 samples finishing at different lengths, later
     prompts joining mid-way (their cache padded to the running one), sampled rows next to greedy ones."""
-    model, tok = lm
+    reference, tok = lm
+    model = fast_cpu_inference(copy.deepcopy(reference), dtype="float32") if shared else reference
     prefix = SharedPrefix(model, tok, PREFIX)
+    assert prefix.shared == shared
     tails = [prefix.tail_ids(t) for t in TAILS + ["Question: why?\nAnswer:", "Question: five?\nAnswer:"]]
     lengths = [3, 11, 6, 9, 4]
     stops = [lambda text, k=k: k if len(text) >= k else None for k in lengths]
@@ -80,9 +85,9 @@ def test_rows_joining_a_running_batch_decode_as_if_alone(lm):
         for c in row:
             assert c.stopped and len(c.text) == k
             if t == 0:
-                assert c.tokens == plain_generate(model, prefix.ids + tail, max_new_tokens=12)[:len(c.tokens)]
-            torch.testing.assert_close(torch.tensor(c.logprobs), teacher_forced(model, prefix.ids + tail, c.tokens),
-                                       atol=1e-4, rtol=1e-4)
+                assert c.tokens == plain_generate(reference, prefix.ids + tail, max_new_tokens=12)[:len(c.tokens)]
+            torch.testing.assert_close(torch.tensor(c.logprobs),
+                                       teacher_forced(reference, prefix.ids + tail, c.tokens), atol=1e-4, rtol=1e-4)
 
 
 def test_sampled_log_probabilities_are_the_models_own_untempered_ones(lm):

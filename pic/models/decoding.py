@@ -10,6 +10,7 @@ as if it had been run alone (a test checks this against plain `generate`).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -18,6 +19,7 @@ import torch
 StopRule = Callable[[str], "int | None"]  # generated text -> where to cut it, when generation should stop there
 
 ATTENTION = "pic_decode"  # the attention implementation registered by `fast_cpu_inference`
+_PREFIX_ATTRIBUTE = "pic_shared_prefix"  # where an attention layer finds its shared prefix during a call
 
 
 @dataclass
@@ -40,23 +42,39 @@ class Continuation:
 
 
 def _decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """One-token decoding steps as two batched matmuls over grouped heads (no repeat of the K/V heads); the
-    library's SDPA for everything else. On CPU, SDPA's kernel is several times slower for a single query row."""
+    """Attention as batched matmuls over grouped heads (no repeat of the K/V heads), for one-token decoding steps
+    and for rows that share a prefix: the layer's prefix (keys, values) [1, Hkv, P, d], attached by
+    `SharedPrefix.attached()`, is attended by every row without ever being copied per row (so the cache holds only
+    each row's own tokens). Everything else goes to the library's SDPA, whose CPU kernel is several times slower
+    for a single query row."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     batch, heads, q_len, dim = query.shape
-    if q_len != 1 or dropout or kwargs.get("output_attentions"):
+    prefix = getattr(module, _PREFIX_ATTRIBUTE, None)
+    if (prefix is None and q_len != 1) or dropout or kwargs.get("output_attentions"):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
-    kv_heads = key.shape[1]
-    scores = query.reshape(batch, kv_heads, heads // kv_heads, dim) @ key.transpose(-1, -2)  # [B, Hkv, G, T]
-    scores = scores.float() * (scaling if scaling is not None else dim ** -0.5)
-    if attention_mask is not None:  # SDPA-style: bool [B, 1, 1, T] (True = attend) or additive float
-        mask = attention_mask[:, :, -1:, -key.shape[-2]:]
+    kv_heads, length = key.shape[1], key.shape[2]
+    rows = heads // kv_heads * q_len
+    q = query.reshape(batch, kv_heads, rows, dim) * (scaling if scaling is not None else dim ** -0.5)
+    scores = (q @ key.transpose(-1, -2)).float()  # [B, Hkv, G*q, T]: query head groups x positions
+    if attention_mask is not None:  # SDPA-style: bool [B, 1, q, T] (True = attend) or additive float
+        mask = attention_mask[:, :, -q_len:, -length:].repeat(1, 1, heads // kv_heads, 1)
         scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    elif q_len > 1:  # no mask given: plain causal
+        causal = torch.ones(q_len, length, dtype=torch.bool, device=query.device).tril(length - q_len)
+        scores = scores.masked_fill(~causal.repeat(heads // kv_heads, 1), float("-inf"))
+    if prefix is not None:  # [Hkv, B*G*q, d] @ [Hkv, d, P]: one matmul per KV head, the prefix read once
+        pk, pv = prefix
+        flat = q.transpose(0, 1).reshape(kv_heads, batch * rows, dim)
+        prefix_scores = (flat @ pk[0].transpose(-1, -2)).float().view(kv_heads, batch, rows, -1).transpose(0, 1)
+        scores = torch.cat([prefix_scores, scores], dim=-1)
     weights = torch.softmax(scores, dim=-1).to(value.dtype)
-    out = (weights @ value).reshape(batch, heads, 1, dim)
-    return out.transpose(1, 2).contiguous(), None
+    out = weights[..., -length:] @ value
+    if prefix is not None:
+        w = weights[..., :-length].transpose(0, 1).reshape(kv_heads, batch * rows, -1)
+        out = out + (w @ pv[0]).view(kv_heads, batch, rows, dim).transpose(0, 1)
+    return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous(), None
 
 
 class _Float32Head(torch.nn.Module):
@@ -115,9 +133,35 @@ class SharedPrefix:
         """Token ids of a prompt tail (tokenized on its own: the prefix should end at a natural boundary)."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def batch(self, tails: list[list[int]]):
-        """(cache, attention mask [B, P + W], tail block ids [B, W], positions [B, W]) for a batch of tails,
-        left-padded within the tail block; the cache holds the prefix, expanded to B rows (a copy on first use)."""
+    @property
+    def shared(self) -> bool:
+        """Whether rows attend to this single copy of the prefix (a model adapted by `fast_cpu_inference`), so that
+        their caches hold only their own tokens; otherwise each row's cache starts with a copy of the prefix."""
+        return bool(self.kv) and getattr(self.model.config, "_attn_implementation", None) == ATTENTION
+
+    @contextmanager
+    def attached(self):
+        """Within it, each attention layer of the model sees its prefix keys and values (when `shared`)."""
+        layers = [m for m in self.model.modules() if isinstance(getattr(m, "layer_idx", None), int)
+                  and any(hasattr(m, a) for a in ("q_proj", "c_attn"))] if self.shared else []
+        for m in layers:
+            setattr(m, _PREFIX_ATTRIBUTE, self.kv[m.layer_idx])
+        try:
+            yield
+        finally:
+            for m in layers:
+                delattr(m, _PREFIX_ATTRIBUTE)
+
+    @property
+    def cached_length(self) -> int:
+        """How many prefix positions each row's cache holds (0 when the prefix is shared)."""
+        return 0 if self.shared else len(self.ids)
+
+    def batch(self, tails: list[list[int]], shared: bool = False):
+        """(cache, attention mask, tail block ids [B, W], positions [B, W]) for a batch of tails, left-padded within
+        the tail block. With shared=False the cache holds the prefix, expanded to B rows (a copy on first use), and
+        the mask covers [prefix][tail block]; with shared=True (needs `self.shared`) the cache starts empty and the
+        mask covers the tail block only."""
         from transformers import DynamicCache
 
         if any(not t for t in tails):
@@ -126,10 +170,11 @@ class SharedPrefix:
         ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=self.device)
         tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
         positions = (len(self.ids) + tail_mask.cumsum(-1) - 1).clamp_min(0)
+        if shared or not self.kv:
+            return DynamicCache(), tail_mask, ids, positions
         mask = torch.cat([torch.ones(len(tails), len(self.ids), dtype=torch.long, device=self.device), tail_mask], 1)
         b = len(tails)
-        cache = DynamicCache([(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.kv]) \
-            if self.kv else DynamicCache()
+        cache = DynamicCache([(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.kv])
         return cache, mask, ids, positions
 
 
@@ -182,17 +227,19 @@ class _Batch:
         self.pieces: dict[int, str] = {}  # token id -> its text, to watch for stops without re-decoding whole rows
 
     def admit(self, tails, counts, keys):
-        model, P = self.prefix.model, len(self.prefix.ids)
-        cache, mask, ids, positions = self.prefix.batch(tails)
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        model, P = self.prefix.model, self.prefix.cached_length
+        cache, mask, ids, positions = self.prefix.batch(tails, shared=self.prefix.shared)
+        with self.prefix.attached():
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1].float()
         if any(c > 1 for c in counts):  # each tail's prefill is shared by its n samples
             rows = torch.repeat_interleave(torch.arange(len(tails)), torch.tensor(counts))
             cache.batch_select_indices(rows.to(mask.device))
             mask, logits = mask[rows], logits[rows]
         state = [[key, [], [], ""] for key in keys]
         if not self.rows:
-            self.cache, self.mask, self.logits, self.next_pos, self.state = cache, mask, logits, mask.sum(1), state
+            self.cache, self.mask, self.logits, self.state = cache, mask, logits, state
+            self.next_pos = positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1
         else:  # pad the shorter side after the prefix so that all rows share one cache length
             width = max(self.mask.shape[1], mask.shape[1])
             for old, new in zip(self.cache.layers, cache.layers):
@@ -200,7 +247,7 @@ class _Batch:
                 old.values = torch.cat([_pad_after(old.values, 2, P, width), _pad_after(new.values, 2, P, width)])
             self.mask = torch.cat([_pad_after(self.mask, 1, P, width), _pad_after(mask, 1, P, width)])
             self.logits = torch.cat([self.logits, logits])
-            self.next_pos = torch.cat([self.next_pos, mask.sum(1)])
+            self.next_pos = torch.cat([self.next_pos, positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1])
             self.state += state
         self.rows = len(self.state)
 
@@ -211,9 +258,10 @@ class _Batch:
         temps = torch.tensor([s[0][2] for s in self.state])
         token = logp.argmax(-1)
         sampled = temps > 0
-        if sampled.any():
-            probs = torch.softmax(self.logits[sampled] / temps[sampled, None], dim=-1)
-            token[sampled] = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        if sampled.any():  # inverse-CDF draw: one uniform per row (torch.multinomial draws one per vocabulary entry)
+            cdf = torch.softmax(self.logits[sampled] / temps[sampled, None], dim=-1).cumsum(-1)
+            u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+            token[sampled] = torch.searchsorted(cdf, u).squeeze(1).clamp_max(cdf.shape[1] - 1)
         chosen = logp.gather(1, token[:, None]).squeeze(1).tolist()
         keep, done = [], []
         for j, (s, t) in enumerate(zip(self.state, token.tolist())):
@@ -240,9 +288,10 @@ class _Batch:
             self.rows = len(keep)
         if self.rows:
             self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-            self.logits = self.prefix.model(input_ids=token[:, None].to(self.mask.device), attention_mask=self.mask,
-                                            position_ids=self.next_pos[:, None], past_key_values=self.cache,
-                                            use_cache=True).logits[:, -1].float()
+            with self.prefix.attached():
+                self.logits = self.prefix.model(input_ids=token[:, None].to(self.mask.device),
+                                                attention_mask=self.mask, position_ids=self.next_pos[:, None],
+                                                past_key_values=self.cache, use_cache=True).logits[:, -1].float()
             self.next_pos = self.next_pos + 1
         return done
 
@@ -278,8 +327,9 @@ class _StopRuleCriteria:
 @torch.no_grad()
 def beam_search(prefix: SharedPrefix, tails: list[list[int]], *, num_beams: int = 5, max_new_tokens: int = 256,
                 stop: StopRule | None = None, batch_size: int = 64) -> list[Continuation]:
-    """The best beam of `generate(num_beams=...)` for each prompt, the prefix and every tail but its last token
-    prefilled once (the cache is copied to the beams), so `generate` only decodes."""
+    """The best beam of `generate(num_beams=...)` for each prompt. Every tail but its last token is prefilled once
+    (the cache is copied to the beams), so `generate` only decodes; with a shared prefix the beams' caches hold
+    their own tokens only and `generate` passes the prefix and explicit positions on to the model."""
     from transformers import StoppingCriteriaList
 
     model, tokenizer = prefix.model, prefix.tokenizer
@@ -289,18 +339,26 @@ def beam_search(prefix: SharedPrefix, tails: list[list[int]], *, num_beams: int 
         chunk = tails[i:i + per_batch]
         if min(len(t) for t in chunk) < 2:
             raise ValueError("beam_search needs prompt tails of at least two tokens")
-        cache, mask, ids, positions = prefix.batch([t[:-1] for t in chunk])
-        model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-              logits_to_keep=1)
+        cache, mask, ids, positions = prefix.batch([t[:-1] for t in chunk], shared=prefix.shared)
+        with prefix.attached():
+            model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+                  logits_to_keep=1)
         cache.batch_repeat_interleave(num_beams)
         last = torch.tensor([[t[-1]] for t in chunk], device=ids.device)
-        prefix_ids = torch.tensor([prefix.ids] * len(chunk), dtype=torch.long, device=ids.device).view(len(chunk), -1)
-        input_ids = torch.cat([prefix_ids, ids, last], dim=1)
+        extra = {}
+        if prefix.shared:
+            input_ids = torch.cat([ids, last], dim=1)
+            extra = dict(position_ids=torch.cat([positions, positions[:, -1:] + 1], dim=1))
+        else:
+            prefix_ids = torch.tensor([prefix.ids] * len(chunk), dtype=torch.long, device=ids.device)
+            input_ids = torch.cat([prefix_ids.view(len(chunk), -1), ids, last], dim=1)
         full_mask = torch.cat([mask, torch.ones_like(last)], dim=1)
         criteria = StoppingCriteriaList([_StopRuleCriteria(tokenizer, stop, input_ids.shape[1])]) if stop else None
-        seqs = model.generate(input_ids=input_ids, attention_mask=full_mask, past_key_values=cache,
-                              num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
-                              stopping_criteria=criteria, early_stopping=True, pad_token_id=tokenizer.pad_token_id)
+        with prefix.attached():
+            seqs = model.generate(input_ids=input_ids, attention_mask=full_mask, past_key_values=cache,
+                                  num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
+                                  stopping_criteria=criteria, early_stopping=True,
+                                  pad_token_id=tokenizer.pad_token_id, **extra)
         for row in seqs[:, input_ids.shape[1]:].tolist():
             while row and row[-1] == tokenizer.pad_token_id:  # generate pads finished beams
                 row.pop()

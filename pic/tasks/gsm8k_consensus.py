@@ -114,17 +114,23 @@ class Request:
 def serve_requests(prefix: SharedPrefix, requests: list[Request], *, temperature: float, max_new_tokens: int,
                    generator: torch.Generator, batch_size: int) -> list[Continuation]:
     """One batched sampling call for many (prompt, kept prefix) requests; returns the joined candidates, whose
-    recorded log-probabilities cover the kept prefix and the new tokens (so the LM scorer needs no extra pass)."""
+    recorded log-probabilities cover the kept prefix and the new tokens (so the LM scorer needs no extra pass).
+    Requests with the same prompt and kept tokens are sampled as n rows of one prompt (prefilled once)."""
     tokenizer = prefix.tokenizer
-    kept = [r.seed.tokens[:r.keep_tokens] if r.seed else [] for r in requests]
+    groups: dict[tuple[int, ...], list[int]] = {}  # prompt + kept tokens -> the requests asking for it
+    for i, r in enumerate(requests):
+        groups.setdefault(tuple(r.tail + (r.seed.tokens[:r.keep_tokens] if r.seed else [])), []).append(i)
+    firsts = [requests[members[0]] for members in groups.values()]
+    kept = [r.seed.tokens[:r.keep_tokens] if r.seed else [] for r in firsts]
     before = [tokenizer.decode(k, skip_special_tokens=True) for k in kept]
-    new = sample(prefix, [r.tail + k for r, k in zip(requests, kept)], n=1, temperature=temperature,
+    new = sample(prefix, [list(key) for key in groups], n=[len(m) for m in groups.values()], temperature=temperature,
                  max_new_tokens=[max(1, max_new_tokens - len(k)) for k in kept],  # the same budget per solution
                  stop=[_stop_after(b) for b in before], generator=generator, batch_size=batch_size)
-    out = []
-    for r, k, b, (c,) in zip(requests, kept, before, new):
-        logprobs = (r.seed.logprobs[:r.keep_tokens] if r.seed else []) + c.logprobs
-        out.append(Continuation(b + c.text, k + c.tokens, logprobs, c.stopped))
+    out: list[Continuation | None] = [None] * len(requests)
+    for members, r, k, b, rows in zip(groups.values(), firsts, kept, before, new):
+        for i, c in zip(members, rows):
+            logprobs = (r.seed.logprobs[:r.keep_tokens] if r.seed else []) + c.logprobs
+            out[i] = Continuation(b + c.text, k + c.tokens, logprobs, c.stopped)
     return out
 
 
