@@ -1,0 +1,367 @@
+"""Batched decoding for causal LMs from one shared prompt prefix: sampling (with the model's own token
+log-probabilities recorded) and beam search (transformers `generate`), both on a KV cache.
+
+Why not `generate` for everything: a few-shot prefix of hundreds of tokens would be recomputed for every problem
+and every sample, and `generate` cannot hand back the untempered log-probability of each sampled token without
+storing every step's full logits. Here the prefix is run once; each batch row is laid out as
+    [shared prefix][padding][prompt tail],
+with the padding masked out and positions counting only real tokens, so every row sees the cached prefix exactly
+as if it had been run alone (a test checks this against plain `generate`).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+StopRule = Callable[[str], "int | None"]  # generated text -> where to cut it, when generation should stop there
+
+ATTENTION = "pic_decode"  # the attention implementation registered by `fast_cpu_inference`
+_PREFIX_ATTRIBUTE = "pic_shared_prefix"  # where an attention layer finds its shared prefix during a call
+
+
+@dataclass
+class Continuation:
+    """One generated continuation of a prompt.
+
+    text: decoded, cut where the stop rule said; tokens: every generated token id (up to and including the one
+    that triggered the stop); logprobs: log p(token | all before) under the model itself, untempered, one per token
+    ([] when unknown, as for beam search); stopped: ended by the stop rule or EOS (not by the length limit).
+    """
+
+    text: str
+    tokens: list[int]
+    logprobs: list[float]
+    stopped: bool
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
+def _decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention as batched matmuls over grouped heads (no repeat of the K/V heads), for one-token decoding steps
+    and for rows that share a prefix: the layer's prefix (keys, values) [1, Hkv, P, d], attached by
+    `SharedPrefix.attached()`, is attended by every row without ever being copied per row (so the cache holds only
+    each row's own tokens). Everything else goes to the library's SDPA, whose CPU kernel is several times slower
+    for a single query row."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    batch, heads, q_len, dim = query.shape
+    prefix = getattr(module, _PREFIX_ATTRIBUTE, None)
+    if (prefix is None and q_len != 1) or dropout or kwargs.get("output_attentions"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
+    kv_heads, length = key.shape[1], key.shape[2]
+    rows = heads // kv_heads * q_len
+    q = query.reshape(batch, kv_heads, rows, dim) * (scaling if scaling is not None else dim ** -0.5)
+    scores = (q @ key.transpose(-1, -2)).float()  # [B, Hkv, G*q, T]: query head groups x positions
+    if attention_mask is not None:  # SDPA-style: bool [B, 1, q, T] (True = attend) or additive float
+        mask = attention_mask[:, :, -q_len:, -length:].repeat(1, 1, heads // kv_heads, 1)
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    elif q_len > 1:  # no mask given: plain causal
+        causal = torch.ones(q_len, length, dtype=torch.bool, device=query.device).tril(length - q_len)
+        scores = scores.masked_fill(~causal.repeat(heads // kv_heads, 1), float("-inf"))
+    if prefix is not None:  # [Hkv, B*G*q, d] @ [Hkv, d, P]: one matmul per KV head, the prefix read once
+        pk, pv = prefix
+        flat = q.transpose(0, 1).reshape(kv_heads, batch * rows, dim)
+        prefix_scores = (flat @ pk[0].transpose(-1, -2)).float().view(kv_heads, batch, rows, -1).transpose(0, 1)
+        scores = torch.cat([prefix_scores, scores], dim=-1)
+    weights = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = weights[..., -length:] @ value
+    if prefix is not None:
+        w = weights[..., :-length].transpose(0, 1).reshape(kv_heads, batch * rows, -1)
+        out = out + (w @ pv[0]).view(kv_heads, batch, rows, dim).transpose(0, 1)
+    return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous(), None
+
+
+class _Float32Head(torch.nn.Module):
+    """The output projection in float32 on bfloat16 hidden states. bfloat16 logits are coarse (steps of 0.125 near
+    20), so exact ties would otherwise pick greedy and beam tokens, and log-probabilities would be rounded."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight.detach().float().clone(), requires_grad=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(hidden.float(), self.weight)
+
+
+def fast_cpu_inference(model, dtype: str = "auto"):
+    """Adapt a causal LM for fast batched decoding on CPU (in place; returns it).
+
+    dtype "auto": bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX: about 3x the float32 matmul
+    speed), else float32; or "float32" / "bfloat16". With bfloat16 the output projection stays in float32 (an
+    untied copy). A model on an accelerator is returned unchanged.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    if next(model.parameters()).device.type != "cpu":
+        return model
+    if dtype == "auto":
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        dtype = "bfloat16" if native else "float32"
+    model.to(getattr(torch, dtype))
+    if dtype == "bfloat16":
+        model.set_output_embeddings(_Float32Head(model.get_output_embeddings().weight))
+    AttentionInterface.register(ATTENTION, _decode_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)
+    model.set_attn_implementation(ATTENTION)
+    return model
+
+
+class SharedPrefix:
+    """A prompt prefix run through the model once; its keys and values start every batch."""
+
+    def __init__(self, model, tokenizer, text: str):
+        self.model, self.tokenizer, self.text = model, tokenizer, text
+        self.ids = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.ids:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([self.ids], device=self.device), use_cache=True, logits_to_keep=1)
+            self.kv = [(k, v) for k, v, *_ in out.past_key_values]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def tail_ids(self, text: str) -> list[int]:
+        """Token ids of a prompt tail (tokenized on its own: the prefix should end at a natural boundary)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    @property
+    def shared(self) -> bool:
+        """Whether rows attend to this single copy of the prefix (a model adapted by `fast_cpu_inference`), so that
+        their caches hold only their own tokens; otherwise each row's cache starts with a copy of the prefix."""
+        return bool(self.kv) and getattr(self.model.config, "_attn_implementation", None) == ATTENTION
+
+    @contextmanager
+    def attached(self):
+        """Within it, each attention layer of the model sees its prefix keys and values (when `shared`)."""
+        layers = [m for m in self.model.modules() if isinstance(getattr(m, "layer_idx", None), int)
+                  and any(hasattr(m, a) for a in ("q_proj", "c_attn"))] if self.shared else []
+        for m in layers:
+            setattr(m, _PREFIX_ATTRIBUTE, self.kv[m.layer_idx])
+        try:
+            yield
+        finally:
+            for m in layers:
+                delattr(m, _PREFIX_ATTRIBUTE)
+
+    @property
+    def cached_length(self) -> int:
+        """How many prefix positions each row's cache holds (0 when the prefix is shared)."""
+        return 0 if self.shared else len(self.ids)
+
+    def batch(self, tails: list[list[int]], shared: bool = False):
+        """(cache, attention mask, tail block ids [B, W], positions [B, W]) for a batch of tails, left-padded within
+        the tail block. With shared=False the cache holds the prefix, expanded to B rows (a copy on first use), and
+        the mask covers [prefix][tail block]; with shared=True (needs `self.shared`) the cache starts empty and the
+        mask covers the tail block only."""
+        from transformers import DynamicCache
+
+        if any(not t for t in tails):
+            raise ValueError("every prompt tail needs at least one token")
+        width, pad = max(len(t) for t in tails), self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=self.device)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
+        positions = (len(self.ids) + tail_mask.cumsum(-1) - 1).clamp_min(0)
+        if shared or not self.kv:
+            return DynamicCache(), tail_mask, ids, positions
+        mask = torch.cat([torch.ones(len(tails), len(self.ids), dtype=torch.long, device=self.device), tail_mask], 1)
+        b = len(tails)
+        cache = DynamicCache([(k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in self.kv])
+        return cache, mask, ids, positions
+
+
+@torch.no_grad()
+def sample(prefix: SharedPrefix, tails: list[list[int]], *, n: int | Sequence[int] = 1,
+           temperature: float | Sequence[float] = 1.0, max_new_tokens: int | Sequence[int] = 256,
+           stop: StopRule | Sequence[StopRule] | None = None, generator: torch.Generator | None = None,
+           batch_size: int = 64) -> list[list[Continuation]]:
+    """n continuations of each prompt (prefix + tail): ancestral sampling at `temperature`, greedy where it is 0.
+
+    n, temperature, max_new_tokens, stop: one value for every prompt, or one per tail. Continuous batching: up to
+    batch_size rows decode together; a finished row leaves, and waiting prompts join as soon as all the rows of one
+    fit (each tail is prefilled once, for its n rows). Deterministic for a given generator state and thread count.
+    Returns, per tail, its n continuations.
+    """
+    def per_tail(value, what):
+        values = list(value) if isinstance(value, Sequence) else [value] * len(tails)
+        if len(values) != len(tails):
+            raise ValueError(f"{len(values)} {what} for {len(tails)} prompt tails")
+        return values
+
+    ns, temps, rules = per_tail(n, "sample counts"), per_tail(temperature, "temperatures"), per_tail(stop, "stop rules")
+    limits = per_tail(max_new_tokens, "length limits")
+    if min(ns, default=1) < 1 or min(temps, default=0) < 0:
+        raise ValueError(f"need n >= 1 and temperatures >= 0, got n={n}, temperature={temperature}")
+    batch = _Batch(prefix)
+    out: list[list[Continuation | None]] = [[None] * k for k in ns]
+    waiting = list(range(len(tails)))
+    while waiting or batch.rows:
+        joining: list[int] = []
+        while waiting and (batch.rows + sum(ns[i] for i in joining) + ns[waiting[0]] <= batch_size
+                           or not (batch.rows or joining)):
+            joining.append(waiting.pop(0))
+        if joining:
+            batch.admit([tails[i] for i in joining], [ns[i] for i in joining],
+                        [(i, k, temps[i], rules[i], limits[i]) for i in joining for k in range(ns[i])])
+        for (i, k, _, rule, _), tokens, logps, stopped in batch.step(generator):
+            out[i][k] = _finish(prefix.tokenizer, tokens, logps, stopped, rule)
+    return out
+
+
+class _Batch:
+    """The rows decoding together: their KV cache (laid out [prefix][padding][tail + generated]), attention mask,
+    next positions, the last logits, and per row ((tail index, sample index, temperature, stop rule, length limit),
+    tokens so far, log-probabilities, text)."""
+
+    def __init__(self, prefix: SharedPrefix):
+        self.prefix, self.cache, self.mask = prefix, None, None
+        self.rows = 0
+        self.pieces: dict[int, str] = {}  # token id -> its text, to watch for stops without re-decoding whole rows
+
+    def admit(self, tails, counts, keys):
+        model, P = self.prefix.model, self.prefix.cached_length
+        cache, mask, ids, positions = self.prefix.batch(tails, shared=self.prefix.shared)
+        with self.prefix.attached():
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1].float()
+        if any(c > 1 for c in counts):  # each tail's prefill is shared by its n samples
+            rows = torch.repeat_interleave(torch.arange(len(tails)), torch.tensor(counts))
+            cache.batch_select_indices(rows.to(mask.device))
+            mask, logits = mask[rows], logits[rows]
+        state = [[key, [], [], ""] for key in keys]
+        if not self.rows:
+            self.cache, self.mask, self.logits, self.state = cache, mask, logits, state
+            self.next_pos = positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1
+        else:  # pad the shorter side after the prefix so that all rows share one cache length
+            width = max(self.mask.shape[1], mask.shape[1])
+            for old, new in zip(self.cache.layers, cache.layers):
+                old.keys = torch.cat([_pad_after(old.keys, 2, P, width), _pad_after(new.keys, 2, P, width)])
+                old.values = torch.cat([_pad_after(old.values, 2, P, width), _pad_after(new.values, 2, P, width)])
+            self.mask = torch.cat([_pad_after(self.mask, 1, P, width), _pad_after(mask, 1, P, width)])
+            self.logits = torch.cat([self.logits, logits])
+            self.next_pos = torch.cat([self.next_pos, positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1])
+            self.state += state
+        self.rows = len(self.state)
+
+    def step(self, generator):
+        """Choose one token per row; return the rows that finished; run the model on the others."""
+        tokenizer = self.prefix.tokenizer
+        logp = torch.log_softmax(self.logits, dim=-1)
+        temps = torch.tensor([s[0][2] for s in self.state])
+        token = logp.argmax(-1)
+        sampled = temps > 0
+        if sampled.any():  # inverse-CDF draw: one uniform per row (torch.multinomial draws one per vocabulary entry)
+            cdf = torch.softmax(self.logits[sampled] / temps[sampled, None], dim=-1).cumsum(-1)
+            u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+            token[sampled] = torch.searchsorted(cdf, u).squeeze(1).clamp_max(cdf.shape[1] - 1)
+        chosen = logp.gather(1, token[:, None]).squeeze(1).tolist()
+        keep, done = [], []
+        for j, (s, t) in enumerate(zip(self.state, token.tolist())):
+            key, tokens, logps, _ = s
+            tokens.append(t)
+            logps.append(chosen[j])
+            if t == tokenizer.eos_token_id:
+                done.append((key, tokens, logps, True))
+                continue
+            if t not in self.pieces:
+                self.pieces[t] = tokenizer.decode([t])
+            s[3] += self.pieces[t]
+            if key[3] is not None and key[3](s[3]) is not None:
+                done.append((key, tokens, logps, True))
+            elif len(tokens) >= key[4]:
+                done.append((key, tokens, logps, False))
+            else:
+                keep.append(j)
+        if len(keep) < self.rows:
+            index = torch.tensor(keep, dtype=torch.long)
+            self.cache.batch_select_indices(index.to(self.mask.device))
+            self.mask, self.next_pos, token = self.mask[index], self.next_pos[index], token[index]
+            self.state = [self.state[j] for j in keep]
+            self.rows = len(keep)
+        if self.rows:
+            self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+            with self.prefix.attached():
+                self.logits = self.prefix.model(input_ids=token[:, None].to(self.mask.device),
+                                                attention_mask=self.mask, position_ids=self.next_pos[:, None],
+                                                past_key_values=self.cache, use_cache=True).logits[:, -1].float()
+            self.next_pos = self.next_pos + 1
+        return done
+
+
+def _pad_after(t: torch.Tensor, dim: int, start: int, width: int) -> torch.Tensor:
+    """t with zero columns inserted at `start` along `dim` (after the prefix) until it is `width` long."""
+    missing = width - t.shape[dim]
+    if missing == 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    head, tail = t.narrow(dim, 0, start), t.narrow(dim, start, t.shape[dim] - start)
+    return torch.cat([head, t.new_zeros(shape), tail], dim=dim)
+
+
+def _finish(tokenizer, tokens, logprobs, stopped, stop) -> Continuation:
+    text = tokenizer.decode(tokens, skip_special_tokens=True)
+    cut = stop(text) if stop is not None else None
+    return Continuation(text[:cut] if cut is not None else text, tokens, logprobs, stopped)
+
+
+class _StopRuleCriteria:
+    """A transformers stopping criterion per row (each beam ends on its own) from a text stop rule."""
+
+    def __init__(self, tokenizer, stop: StopRule, start: int):
+        self.tokenizer, self.stop, self.start = tokenizer, stop, start
+
+    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.start:], skip_special_tokens=True)
+        return torch.tensor([self.stop(t) is not None for t in texts], device=input_ids.device)
+
+
+@torch.no_grad()
+def beam_search(prefix: SharedPrefix, tails: list[list[int]], *, num_beams: int = 5, max_new_tokens: int = 256,
+                stop: StopRule | None = None, batch_size: int = 64) -> list[Continuation]:
+    """The best beam of `generate(num_beams=...)` for each prompt. Every tail but its last token is prefilled once
+    (the cache is copied to the beams), so `generate` only decodes; with a shared prefix the beams' caches hold
+    their own tokens only and `generate` passes the prefix and explicit positions on to the model."""
+    from transformers import StoppingCriteriaList
+
+    model, tokenizer = prefix.model, prefix.tokenizer
+    per_batch = max(1, batch_size // num_beams)
+    out = []
+    for i in range(0, len(tails), per_batch):
+        chunk = tails[i:i + per_batch]
+        if min(len(t) for t in chunk) < 2:
+            raise ValueError("beam_search needs prompt tails of at least two tokens")
+        cache, mask, ids, positions = prefix.batch([t[:-1] for t in chunk], shared=prefix.shared)
+        with prefix.attached():
+            model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+                  logits_to_keep=1)
+        cache.batch_repeat_interleave(num_beams)
+        last = torch.tensor([[t[-1]] for t in chunk], device=ids.device)
+        extra = {}
+        if prefix.shared:
+            input_ids = torch.cat([ids, last], dim=1)
+            extra = dict(position_ids=torch.cat([positions, positions[:, -1:] + 1], dim=1))
+        else:
+            prefix_ids = torch.tensor([prefix.ids] * len(chunk), dtype=torch.long, device=ids.device)
+            input_ids = torch.cat([prefix_ids.view(len(chunk), -1), ids, last], dim=1)
+        full_mask = torch.cat([mask, torch.ones_like(last)], dim=1)
+        criteria = StoppingCriteriaList([_StopRuleCriteria(tokenizer, stop, input_ids.shape[1])]) if stop else None
+        with prefix.attached():
+            seqs = model.generate(input_ids=input_ids, attention_mask=full_mask, past_key_values=cache,
+                                  num_beams=num_beams, do_sample=False, max_new_tokens=max_new_tokens,
+                                  stopping_criteria=criteria, early_stopping=True,
+                                  pad_token_id=tokenizer.pad_token_id, **extra)
+        for row in seqs[:, input_ids.shape[1]:].tolist():
+            while row and row[-1] == tokenizer.pad_token_id:  # generate pads finished beams
+                row.pop()
+            text = tokenizer.decode(row, skip_special_tokens=True)
+            out.append(_finish(tokenizer, row, [], stop is not None and stop(text) is not None, stop))
+    return out

@@ -1,0 +1,82 @@
+"""An evaluation killed mid-run resumes from its JSONL and ends with exactly the table of an uninterrupted run."""
+import functools
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from pic.models.language_model import tiny_random_llama
+from pic.models.text_encoder import FrozenTextEncoder
+from pic.tasks.gsm8k import Problem, few_shot_prefix, question_prompt
+from pic.tasks.gsm8k_eval import Evaluation, ResultStore, Settings, correctness, fingerprint, run_evaluation
+from pic.tasks.gsm8k_scorers import gsm8k_energy
+
+SETTINGS = Settings(n_samples=2, temperature=1.0, max_new_tokens=4, rounds=2, sizes=(1, 2), chunk_size=2)
+PROBLEMS = [Problem(f"test-{i:04d}", f"Tom has {i} apples and buys {i + 2} more. How many now?",
+                    f"{i}+{i + 2}=<<{i}+{i + 2}={2 * i + 2}>>{2 * i + 2}\n#### {2 * i + 2}") for i in range(4)]
+
+
+@functools.cache
+def parts():
+    return tiny_random_llama(), FrozenTextEncoder()
+
+
+def build() -> Evaluation:
+    (model, tok), encoder = parts()
+    g = torch.Generator().manual_seed(0)
+    weights = {"mean": torch.zeros(3 * encoder.dim), "std": torch.ones(3 * encoder.dim),
+               "coef": torch.randn(3 * encoder.dim, generator=g) * 0.05, "bias": torch.zeros(1)}
+    energy = gsm8k_energy(model, tok, lambda q: few_shot_prefix() + question_prompt(q), encoder, weights)
+    return Evaluation(model, tok, model, energy, SETTINGS, seed=0)
+
+
+def store_at(path) -> ResultStore:
+    return ResultStore(path, fingerprint(SETTINGS, 0, "smoke", PROBLEMS))
+
+
+def killed_run(path: str, after_chunks: int) -> None:
+    """Run in a child process: SIGKILL itself once `after_chunks` chunks are on disk (no cleanup, like a crash)."""
+    import os
+
+    def maybe_die(index):
+        if index + 1 >= after_chunks:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    run_evaluation(build(), PROBLEMS, store_at(path), on_chunk=maybe_die, log=None)
+
+
+def table(records, configs):
+    """What the notebook's tables read: per configuration, which problems are right, and every chosen text."""
+    return {c: correctness(records, PROBLEMS, c).tolist() for c in configs if c != "samples"} | {
+        k: r.get("text", r.get("texts")) for k, r in records.items()}
+
+
+def test_a_killed_evaluation_resumes_where_it_stopped_and_gives_the_same_table(tmp_path):
+    killed = tmp_path / "killed.jsonl"
+    child = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                            "import test_gsm8k_resume as t; t.killed_run(sys.argv[2], 1)",
+                            str(Path(__file__).parent), str(killed)], capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    lines = killed.read_text().splitlines()
+    done_before = {json.loads(line)["problem"] for line in lines[1:]}
+    assert done_before == {"test-0000", "test-0001"}  # the first chunk only
+    with open(killed, "a") as f:
+        f.write('{"problem": "test-0002", "config": "gre')  # a record cut by the kill mid-write
+
+    evaluation = build()
+    resumed_chunks = []
+    resumed = run_evaluation(evaluation, PROBLEMS, store_at(killed), on_chunk=resumed_chunks.append, log=None)
+    assert resumed_chunks == [1]  # the finished chunk was not redone
+    fresh = run_evaluation(build(), PROBLEMS, store_at(tmp_path / "fresh.jsonl"), log=None)
+    assert len(resumed) == len(fresh) == len(PROBLEMS) * len(evaluation.configs)
+    assert table(resumed, evaluation.configs) == table(fresh, evaluation.configs)
+
+
+def test_results_of_other_settings_are_set_aside_not_mixed_in(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    store_at(path).append([{"problem": "test-0000", "config": "greedy", "correct": True}])
+    other = ResultStore(path, fingerprint(Settings(n_samples=3), 0, "smoke", PROBLEMS))
+    assert other.load() == {} and path.with_suffix(".previous.jsonl").exists()
