@@ -54,9 +54,9 @@ def _scene(world, goal: RelationGoal, holds: bool):
     offsets = {"left": (0.0, -0.12), "right": (0.0, 0.12), "front": (0.12, 0.0), "behind": (-0.12, 0.0)}
     base = (-0.08, 0.0)
     if goal.relation == "on":
+        world.release_states()  # the states of earlier scenes; this scene's is needed by predict
         snap = world.reset_scene({goal.obj: (*base, 0.3), goal.subject: (base[0], base[1] + 0.12, 0.5)})
         upper, lower = (goal.subject, goal.obj) if holds else (goal.obj, goal.subject)
-        world.release_states()
         return world.predict(snap, Placement(upper, onto=lower))
     dx, dy = offsets[goal.relation]
     sign = 1 if holds else -1
