@@ -15,9 +15,8 @@ SMALL = PlannerSettings(n_random=6, rounds=2, keep=2, n_refine=4, max_steps=2)
 
 @pytest.fixture(scope="module")
 def world():
-    w = TabletopWorld(size=64)
-    yield w
-    w.close()
+    with TabletopWorld(size=64) as w:
+        yield w
 
 
 class CountingScorer(Scorer):

@@ -22,9 +22,8 @@ def text_encoder():
 
 @pytest.fixture(scope="module")
 def world():
-    w = TabletopWorld(size=64)
-    yield w
-    w.close()
+    with TabletopWorld(size=64) as w:
+        yield w
 
 
 def test_whitening_spreads_captions_that_minilm_puts_together(text_encoder):

@@ -10,9 +10,8 @@ from pic.tasks.robot_sim import CUBE, NO_OP, TABLE_TOP, VIEWS, Placement, Tablet
 
 @pytest.fixture(scope="module")
 def world():
-    w = TabletopWorld(size=64)
-    yield w
-    w.close()
+    with TabletopWorld(size=64) as w:
+        yield w
 
 
 def test_the_world_model_predicts_where_the_arm_puts_a_cube(world):

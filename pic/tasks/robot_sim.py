@@ -117,6 +117,12 @@ class TabletopWorld:
     def close(self) -> None:
         pb.disconnect(self.client)
 
+    def __enter__(self) -> TabletopWorld:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ---------------------------------------------------------------- scenes and states
     def reset_scene(self, cubes: dict[str, tuple[float, float, float]], save: bool = True) -> Snapshot:
         """A new scene: cube colour -> (x, y, yaw) resting on the table; the arm at home."""
