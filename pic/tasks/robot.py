@@ -289,7 +289,9 @@ def view_quality(seed: int, first: list[Prediction], energies: dict[str, Compose
     """How well each camera (and their sum) judges the first step's random-shooting candidates, against the
     ground truth: for text goals the AUC of telling candidates that reach the goal from the rest, for image goals
     the Spearman correlation of the energy with the candidates' distance to the target arrangement; and for both,
-    whether the candidate the energy ranks first reaches the goal. For the notebook's analysis only."""
+    whether the candidate the energy ranks first reaches the goal; and the spread (standard deviation) of each
+    energy over the candidates, which sets how much a camera weighs in an equal-weight sum. For the notebook's
+    analysis only."""
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
@@ -306,7 +308,8 @@ def view_quality(seed: int, first: list[Prediction], energies: dict[str, Compose
             else:
                 agreement = float(spearmanr(v, distance)[0])
             out.append({"seed": seed, "goal": goal, "scorer": name, "agreement": float(agreement),
-                        "first_choice_reaches_goal": bool(hits[int(np.argmin(v))])})
+                        "first_choice_reaches_goal": bool(hits[int(np.argmin(v))]),
+                        "energy_spread": float(np.std(v))})
     return out
 
 
