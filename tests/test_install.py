@@ -1,7 +1,11 @@
 """The two install paths agree, and CI runs exactly the README's test command."""
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +43,15 @@ def test_ci_runs_the_readme_test_command_and_the_readme_starts_with_the_two_comm
 def test_nodeps_packages_are_installed_by_the_makefile():
     makefile = (ROOT / "Makefile").read_text()
     assert "--no-deps --ignore-requires-python -r requirements-nodeps.txt" in makefile
+
+
+def test_nbval_runs_every_experiment_notebook_and_no_training_notebook():
+    # a training notebook under nbval would retrain and rewrite the committed checkpoints
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dump = subprocess.run(["make", "-pn", "test"], cwd=ROOT, capture_output=True, text=True).stdout
+    line = next(line for line in dump.splitlines() if line.startswith("EXPERIMENTS :="))
+    listed = sorted(Path(p).name for p in line.split(":=", 1)[1].split())
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert listed == [n for n in notebooks if "_train_" not in n]
+    assert "00_quickstart.ipynb" in listed
