@@ -17,11 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from pic.energy import Scorer
-from pic.models.hub import from_hub
+from pic.models.hub_clip import CLIP_MEAN, CLIP_STD, clip_features, load_hub_clip
 
 PAPER_CLIPS = ("openai/clip-vit-base-patch32", "openai/clip-vit-large-patch14")
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class FrameTextScorer(Scorer):
@@ -119,24 +117,16 @@ def from_transformers_clip(model, tokenizer, name: str) -> FrameTextScorer:
     mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
 
     def embed_images(x):
-        return _features(model.get_image_features(pixel_values=(x - mean.to(x)) / std.to(x)))
+        return clip_features(model.get_image_features(pixel_values=(x - mean.to(x)) / std.to(x)))
 
     def embed_texts(texts):
         batch = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
-        return F.normalize(_features(model.get_text_features(**batch)), dim=-1)
+        return F.normalize(clip_features(model.get_text_features(**batch)), dim=-1)
 
     return FrameTextScorer(embed_images, CachedTexts(embed_texts), float(model.logit_scale.detach().exp()), name, size)
 
 
-def _features(out) -> torch.Tensor:
-    """get_*_features return a tensor in older transformers and an output object with a pooled output in newer."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
 def load_paper_clip(model_id: str, name: str | None = None) -> FrameTextScorer:
     """A CLIP by hub id (offline and uncached: stops at once naming the id)."""
-    from transformers import CLIPModel, CLIPTokenizer
-
-    tokenizer = from_hub(CLIPTokenizer.from_pretrained, model_id)
-    model = from_hub(CLIPModel.from_pretrained, model_id)
+    model, tokenizer = load_hub_clip(model_id)
     return from_transformers_clip(model, tokenizer, name or model_id.split("/")[-1])

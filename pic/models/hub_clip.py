@@ -41,12 +41,12 @@ class HubClipScorer(Scorer):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"scorer '{self.name}' expects images [B, 3, H, W], got {tuple(images.shape)}")
         x = F.interpolate(images, size=(self.size, self.size), mode="bicubic", align_corners=False).clamp(0, 1)
-        return F.normalize(_pooled(self.model.get_image_features(pixel_values=(x - self._mean) / self._std)), dim=-1)
+        return F.normalize(clip_features(self.model.get_image_features(pixel_values=(x - self._mean) / self._std)), dim=-1)
 
     @torch.no_grad()
     def embed_text(self, text: str) -> torch.Tensor:
         tokens = self.tokenizer([text], padding=True, return_tensors="pt")
-        return F.normalize(_pooled(self.model.get_text_features(input_ids=tokens["input_ids"],
+        return F.normalize(clip_features(self.model.get_text_features(input_ids=tokens["input_ids"],
                                                                 attention_mask=tokens["attention_mask"])), dim=-1)
 
     @torch.no_grad()
@@ -59,6 +59,7 @@ class HubClipScorer(Scorer):
         return 1 - (emb @ self.embed_images(goal_image[None]).T)[:, 0]
 
 
-def _pooled(out) -> torch.Tensor:
-    """The projected embedding: transformers 5 returns an output object (pooler_output), older ones a tensor."""
+def clip_features(out) -> torch.Tensor:
+    """CLIPModel.get_*_features' projected embedding: transformers 5 returns an output object (pooler_output),
+    older ones a tensor."""
     return out if isinstance(out, torch.Tensor) else out.pooler_output

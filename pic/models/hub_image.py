@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from pic.energy import Scorer
 from pic.models.clip_style import ClipStyleModel
 from pic.models.hub import HubUnavailableError, from_hub
+from pic.models.hub_clip import CLIP_MEAN, CLIP_STD, clip_features
 
 PAPER_IDS = {"generator": "facebook/DiT-XL-2-256", "clip": "openai/clip-vit-base-patch32",
              "classifier": "google/vit-base-patch16-224"}
-CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
 class PipelineEps(torch.nn.Module):
@@ -70,12 +70,6 @@ class Preprocessed(torch.nn.Module):
         return (x - self.mean) / self.std
 
 
-def _features(out) -> torch.Tensor:
-    """CLIPModel.get_*_features returns the projected tensor (transformers 4) or an output whose pooler_output
-    holds it (transformers 5)."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
 class ClipImageTower(torch.nn.Module):
     """CLIPModel's image features of images in [0, 1] (the extra context, e.g. `t`, is ignored: a clean CLIP)."""
 
@@ -85,7 +79,7 @@ class ClipImageTower(torch.nn.Module):
         self.preprocess = Preprocessed(clip.config.vision_config.image_size, CLIP_MEAN, CLIP_STD)
 
     def forward(self, images, **context):
-        return _features(self.clip.get_image_features(pixel_values=self.preprocess(images)))
+        return clip_features(self.clip.get_image_features(pixel_values=self.preprocess(images)))
 
 
 class ClipTextTower:
@@ -102,7 +96,7 @@ class ClipTextTower:
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if todo:
             batch = self.tokenizer(todo, padding=True, truncation=True, return_tensors="pt")
-            feats = F.normalize(_features(self.clip.get_text_features(**batch.to(self.clip.device))), dim=-1)
+            feats = F.normalize(clip_features(self.clip.get_text_features(**batch.to(self.clip.device))), dim=-1)
             self._cache.update(zip(todo, feats))
         return torch.stack([self._cache[t] for t in texts])
 
