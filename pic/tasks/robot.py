@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.stats import binomtest
 
 from pic.energy import ComposedEnergy, Scorer
 from pic.optim import rerank_rounds, select_argmin
@@ -195,14 +196,12 @@ def run_episode(model: WorldModel, seed: int, start: State, reached: Callable[[d
     return EpisodeResult(reached(state.snapshot.positions), len(actions), failures, actions, state.snapshot)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% Wilson score interval of a success rate."""
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (scipy's); NaN for no episodes."""
     if n == 0:
         return float("nan"), float("nan")
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def view_energy(scorers: dict[str, Scorer]) -> ComposedEnergy:
