@@ -90,14 +90,30 @@ def checkpoint_path(name: str) -> Path:
 def save_checkpoint(tensors: dict[str, torch.Tensor], name: str, produced_by: str,
                     metadata: dict[str, str] | None = None) -> Path:
     """Write data/<name> as safetensors and pin its sha256 in data/<name>.pin.json."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = DATA_DIR / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, path, metadata=metadata)
+    blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    path.write_bytes(_sorted_metadata(blob))
     pin = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "produced_by": produced_by}
     pin_path(name).write_text(json.dumps(pin, indent=2) + "\n")
     return path
+
+
+def _sorted_metadata(blob: bytes) -> bytes:
+    """The safetensors bytes with the header's metadata in sorted key order. safetensors writes metadata in hash-map
+    order, which varies between processes: without this, a bit-identical retrain would not reproduce its pin."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    metadata = header.pop("__metadata__", None)
+    if not metadata:
+        return blob
+    text = json.dumps({"__metadata__": dict(sorted(metadata.items()))} | header, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+    if len(text) > size:  # never expected (same content, compact JSON); keep the library's bytes then
+        return blob
+    return blob[:8] + text.ljust(size) + blob[8 + size:]
 
 
 def load_checkpoint(name: str, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict]:

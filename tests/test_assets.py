@@ -53,3 +53,20 @@ def test_download_checks_the_sha256_and_explains_offline_failures(tmp_path):
 def test_cache_dir_honours_pic_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PIC_CACHE", str(tmp_path / "c"))
     assert assets.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+
+
+def test_a_checkpoint_saved_twice_in_separate_processes_has_the_same_pin(data_dir):
+    """safetensors writes metadata in hash-map order (random per process); the pin must not depend on it."""
+    import subprocess
+    import sys
+
+    script = ("import sys, torch; from pathlib import Path; from pic import assets; assets.DATA_DIR = Path(sys.argv[1]);"
+              "assets.save_checkpoint({'w': torch.arange(4.0), 'b': torch.ones(2)}, 'toy.safetensors', 'nb',"
+              "{k: str(i) for i, k in enumerate('zyxwvutsrq')})")
+    pins = set()
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", script, str(data_dir)], check=True)
+        pins.add(assets.read_pin("toy.safetensors")["sha256"])
+    assert len(pins) == 1
+    tensors, meta = assets.load_checkpoint("toy.safetensors")
+    assert meta == {k: str(i) for i, k in enumerate("zyxwvutsrq")} and tensors["w"].tolist() == [0, 1, 2, 3]

@@ -19,7 +19,7 @@ def test_per_problem_loops_share_one_batched_call_per_round_in_a_fixed_order():
         calls.append(list(payloads))
         return [p * 10 for p in payloads]
 
-    def loop(key, request):  # problem k runs k + 1 rounds, then stops (like an early stop on agreement)
+    def loop(key, request, call):  # problem k runs k + 1 rounds, then stops (like an early stop on agreement)
         return [request(key * 100 + r) for r in range(key + 1)]
 
     results = lockstep([2, 0, 1], loop, serve)
@@ -32,8 +32,33 @@ def test_a_failing_batch_call_fails_every_loop_instead_of_hanging():
         raise RuntimeError("out of memory")
 
     with pytest.raises(RuntimeError, match="consensus loop of 0 failed"):
-        lockstep([0, 1, 2], lambda key, request: request(key), serve)
+        lockstep([0, 1, 2], lambda key, request, call: request(key), serve)
     assert threading.active_count() < 10
+
+
+def test_batched_calls_and_scoring_run_on_the_calling_thread():
+    """torch's OpenMP pool belongs to the thread that calls it: torch work on the loop threads would wake a pool
+    per thread (twice as slow on 2 cores), so lockstep runs both the batched call and each loop's calls here."""
+    threads = set()
+
+    def serve(payloads):
+        threads.add(threading.get_ident())
+        return payloads
+
+    def score(x):
+        threads.add(threading.get_ident())
+        if x == 3:
+            raise ValueError("NaN energy")
+        return -x
+
+    def loop(key, request, call):
+        return [call(score, request(key)), call(score, request(key + 1))]
+
+    assert lockstep([0, 1], loop, serve) == {0: [0, -1], 1: [-1, -2]}
+    assert threads == {threading.get_ident()}
+    with pytest.raises(RuntimeError, match="consensus loop of 2 failed") as err:
+        lockstep([2, 5], loop, serve)  # 2 -> score(3) fails; 5 finishes
+    assert "NaN energy" in repr(err.value.__cause__.__cause__)
 
 
 def continuation(tok, text):

@@ -128,6 +128,20 @@ def test_the_decoding_attention_matches_the_librarys_sdpa(lm):
         torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), atol=1e-4, rtol=1e-4)
 
 
+def test_the_bfloat16_models_float32_head_gives_float32_logits_of_the_same_products(lm):
+    """The head computes bfloat16 values with oneDNN's bfloat16 matmul: the logits must still be float32 (not
+    rounded to bfloat16) and equal the float32 product, and the global matmul setting must be left as it was."""
+    model = fast_cpu_inference(copy.deepcopy(lm[0]), dtype="bfloat16")
+    head = model.get_output_embeddings()
+    hidden = torch.randn(7, head.weight.shape[1]).bfloat16()
+    before = torch.backends.mkldnn.matmul.fp32_precision
+    logits = head(hidden)
+    assert logits.dtype == torch.float32 and torch.backends.mkldnn.matmul.fp32_precision == before
+    exact = hidden.double() @ head.weight.double().T
+    torch.testing.assert_close(logits.double(), exact, atol=1e-4, rtol=1e-5)
+    assert (logits.double() - exact).abs().max() < (hidden @ head.weight.bfloat16().T).double().sub(exact).abs().max()
+
+
 def test_a_lora_adapter_round_trips_through_safetensors_without_pickle(lm, tmp_path):
     from safetensors.torch import load_file, save_file
 

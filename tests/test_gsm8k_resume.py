@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pic.models.language_model import tiny_random_llama
@@ -80,3 +81,16 @@ def test_results_of_other_settings_are_set_aside_not_mixed_in(tmp_path):
     store_at(path).append([{"problem": "test-0000", "config": "greedy", "correct": True}])
     other = ResultStore(path, fingerprint(Settings(n_samples=3), 0, "smoke", PROBLEMS))
     assert other.load() == {} and path.with_suffix(".previous.jsonl").exists()
+
+
+def test_bootstrap_intervals_cover_the_accuracy_and_match_the_binomial_spread():
+    from pic.tasks.gsm8k_eval import bootstrap_interval, paired_interval
+
+    values = np.r_[np.ones(30), np.zeros(120)]  # 20% of 150 problems
+    lo, hi = bootstrap_interval(values, seed=0)
+    half = 1.96 * np.sqrt(0.2 * 0.8 / 150)  # the normal approximation, 0.064
+    assert lo < 0.2 < hi and abs((0.2 - lo) - half) < 0.012 and abs((hi - 0.2) - half) < 0.012
+    assert bootstrap_interval(values, seed=0) == (lo, hi)  # seeded
+    assert bootstrap_interval(np.zeros(150)) == (0.0, 0.0)
+    a, b = np.r_[np.ones(10), np.zeros(140)], np.zeros(150)
+    assert paired_interval(a, b)[0] > 0 and paired_interval(b, a)[1] < 0

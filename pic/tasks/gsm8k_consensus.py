@@ -4,10 +4,13 @@ re-proposes from the longest prefix of each kept solution whose steps the calcul
 `rerank_rounds` is a loop per problem, while a language model on a CPU is only fast when many prompts share one
 batched call. `lockstep` runs the per-problem loops in threads and answers their proposal requests together:
 once every unfinished loop is waiting, one batched generation serves them all (in a fixed order, so the results
-do not depend on thread timing).
+do not depend on thread timing). All torch work (the batched call and the loops' scoring) runs on the calling
+thread: torch's OpenMP pool belongs to the thread that uses it, and a pool per loop thread made every call pay
+for waking its own idle workers (2x slower on 2 cores).
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Callable, Hashable, Sequence
@@ -21,52 +24,80 @@ from pic.tasks.gsm8k_calculator import accepted_prefix
 
 
 class _Lockstep:
-    """Collects one request per waiting client; when all unfinished clients wait, serves them in key order."""
+    """The loops' side: a loop posts a batched request or a call and waits for its answer. The owner's side
+    (`run`, on the calling thread): runs posted calls as they come, and serves the batched requests, in key
+    order, once every unfinished loop waits on one."""
 
     def __init__(self, serve: Callable[[list], list], clients: int):
         self.serve, self.active = serve, clients
         self.cond = threading.Condition()
-        self.pending: dict = {}
+        self.pending: dict = {}  # key -> payload of a batched request
+        self.calls: list = []  # (key, zero-argument function) to run on the owner's thread
         self.answers: dict = {}
+
+    def _wait_for_answer(self, key):
+        self.cond.notify_all()
+        self.cond.wait_for(lambda: key in self.answers)
+        answer = self.answers.pop(key)
+        if isinstance(answer, BaseException):
+            raise RuntimeError("a call on the serving thread failed") from answer
+        return answer
 
     def request(self, key, payload):
         with self.cond:
             self.pending[key] = payload
-            self._serve_if_all_wait()
-            self.cond.wait_for(lambda: key in self.answers)
-            answer = self.answers.pop(key)
-        if isinstance(answer, BaseException):
-            raise RuntimeError("the batched proposal call failed") from answer
-        return answer
+            return self._wait_for_answer(key)
+
+    def call(self, key, fn, *args, **kwargs):
+        with self.cond:
+            self.calls.append((key, functools.partial(fn, *args, **kwargs)))
+            return self._wait_for_answer(key)
 
     def leave(self):
         with self.cond:
             self.active -= 1
-            self._serve_if_all_wait()
+            self.cond.notify_all()
 
-    def _serve_if_all_wait(self):
-        if not self.pending or len(self.pending) < self.active:
-            return
-        keys = sorted(self.pending)
-        try:
-            results = self.serve([self.pending[k] for k in keys])
-        except BaseException as err:  # every waiting loop gets the error instead of waiting forever
-            results = [err] * len(keys)
-        self.answers.update(zip(keys, results))
-        self.pending.clear()
-        self.cond.notify_all()
+    def run(self):
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.calls or not self.active
+                                   or (self.pending and len(self.pending) >= self.active))
+                if self.calls:
+                    jobs, self.calls = self.calls, []
+                elif self.pending:
+                    keys = sorted(self.pending)
+                    payloads = [self.pending.pop(k) for k in keys]
+                    jobs = [(None, functools.partial(self.serve, payloads))]
+                else:
+                    return
+            answers = {}
+            for key, job in jobs:
+                try:
+                    result = job()
+                except BaseException as err:  # every waiting loop gets the error instead of waiting forever
+                    result = err
+                if key is None:  # the batched call: one answer per waiting loop
+                    answers.update(zip(keys, result if not isinstance(result, BaseException) else [result] * len(keys)))
+                else:
+                    answers[key] = result
+            with self.cond:
+                self.answers.update(answers)
+                self.cond.notify_all()
 
 
 def lockstep(keys: Sequence[Hashable], loop: Callable, serve: Callable[[list], list]) -> dict:
-    """Run `loop(key, request)` for every key, each in its own thread; `request(payload)` blocks until one call
-    `serve([payloads of all waiting loops, in key order])` answers. Returns {key: loop result}; re-raises the
-    first error of a loop."""
+    """Run `loop(key, request, call)` for every key, each in its own thread. `request(payload)` blocks until one
+    call `serve([payloads of all waiting loops, in key order])` answers; `call(fn, *args, **kwargs)` runs fn on
+    this (the calling) thread and returns its result. Returns {key: loop result}; re-raises the first error of a
+    loop."""
     gate = _Lockstep(serve, len(keys))
     results, errors = {}, {}
 
     def run(key):
         try:
-            results[key] = loop(key, lambda payload: gate.request(key, payload))
+            results[key] = loop(key, lambda payload: gate.request(key, payload),
+                                lambda fn, *args, **kwargs: gate.call(key, fn, *args, **kwargs))
         except BaseException as err:
             errors[key] = err
         finally:
@@ -75,6 +106,7 @@ def lockstep(keys: Sequence[Hashable], loop: Callable, serve: Callable[[list], l
     threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in keys]
     for t in threads:
         t.start()
+    gate.run()
     for t in threads:
         t.join()
     if errors:

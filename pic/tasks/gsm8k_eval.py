@@ -7,16 +7,17 @@ it completes, so an interrupted run redoes at most one chunk, with the same seed
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
-import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import torch
 
 from pic.models.decoding import SharedPrefix, beam_search, sample
@@ -118,14 +119,10 @@ class Evaluation:
         s = self.settings
         generator = torch.Generator().manual_seed(_seed(self.seed, index, "rounds"))
         keys = [(i, keep) for i in range(len(problems)) for keep in s.keeps]
-        lock = threading.Lock()
 
-        def energy(pool, **context):  # one loop scores at a time: the cores are better used by one torch call
-            with lock:
-                return self.energy(pool, **context)
-
-        def loop(key, request):
+        def loop(key, request, call):
             i, keep = key
+            energy = functools.partial(call, self.energy)  # scored on this thread, one loop at a time
             return consensus_rounds(energy, problems[i].question, pools[i], tails[i], self.tokenizer, request,
                                     keep=keep, n=s.reproposals(keep), rounds=s.rounds)
 
@@ -232,9 +229,10 @@ def correctness(records: dict, problems: list[Problem], config: str) -> np.ndarr
 
 def bootstrap_interval(values: np.ndarray, seed: int = 0, resamples: int = 2000, level: float = 0.95):
     """Percentile bootstrap interval of the mean over problems (resampling problems)."""
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(1)
-    return tuple(float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+    ci = scipy.stats.bootstrap((np.asarray(values, dtype=float),), np.mean, n_resamples=resamples,
+                               confidence_level=level, method="percentile", rng=np.random.default_rng(seed),
+                               vectorized=True).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def paired_interval(a: np.ndarray, b: np.ndarray, seed: int = 0, resamples: int = 2000, level: float = 0.95):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,6 +52,16 @@ class Costs:
     score_s: float = 0.0
 
 
+@contextmanager
+def _adding_seconds(costs: Costs, field_name: str):
+    """Adds the wall time of the block to costs.<field_name>."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        setattr(costs, field_name, getattr(costs, field_name) + time.perf_counter() - start)
+
+
 class Prediction:
     """A candidate action and its predicted outcome; `image(view)` renders it (once) from a camera."""
 
@@ -85,30 +96,27 @@ class WorldModel:
         for a in actions:
             key = (state.history, a)
             if key not in self._predictions:
-                t = time.perf_counter()
-                self._predictions[key] = Prediction(self, state, a, self.world.predict(state.snapshot, a))
+                with _adding_seconds(self.costs, "predict_s"):
+                    self._predictions[key] = Prediction(self, state, a, self.world.predict(state.snapshot, a))
                 self.costs.predictions += 1
-                self.costs.predict_s += time.perf_counter() - t
             out.append(self._predictions[key])
         return out
 
     def image(self, p: Prediction, view: str) -> torch.Tensor:
         key = (*p.key, view)
         if key not in self._images:
-            t = time.perf_counter()
-            self._images[key] = self.world.render_snapshot(p.snapshot, (view,))[0]
+            with _adding_seconds(self.costs, "render_s"):
+                self._images[key] = self.world.render_snapshot(p.snapshot, (view,))[0]
             self.costs.renders += 1
-            self.costs.render_s += time.perf_counter() - t
         return self._images[key]
 
     def execute(self, state: State, action: Placement) -> tuple[State, str]:
         """(the real next state, "placed" or the failure) of the arm doing `action` from `state`."""
         key = (state.history, action)
         if key not in self._executed:
-            t = time.perf_counter()
-            result = self.world.execute(state.snapshot, action)
+            with _adding_seconds(self.costs, "execute_s"):
+                result = self.world.execute(state.snapshot, action)
             self.costs.executions += 1
-            self.costs.execute_s += time.perf_counter() - t
             self._executed[key] = (State((*state.history, action), result.snapshot), result.reason)
         return self._executed[key]
 
@@ -129,9 +137,8 @@ class ViewScorer(Scorer):
         todo = [k for k in by_key if k not in self._cache]
         if todo:  # one batch per call: every new candidate of this round, rendered and scored together
             images = torch.stack([by_key[k].image(self.view) for k in todo])
-            t = time.perf_counter()
-            energies = self.image_scorer.energy(images, **self.context)
-            self.costs.score_s += time.perf_counter() - t
+            with _adding_seconds(self.costs, "score_s"):
+                energies = self.image_scorer.energy(images, **self.context)
             self.costs.scored_images += len(todo)
             self._cache.update(zip(todo, energies.tolist()))
         return torch.tensor([self._cache[p.key] for p in predictions], dtype=torch.float32)
