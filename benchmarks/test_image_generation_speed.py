@@ -5,13 +5,12 @@
    CLS forward + backward.
 2. A batched step over 100 samples is at least 5x faster than the same step in a Python loop over samples.
 """
-import time
-
 import pytest
 import torch
 
 from pic.models.text_encoder import FrozenTextEncoder
 from pic.tasks import image_generation as ig
+from test_consensus_overhead import best_of  # the core benchmark's timing helper
 
 OVERHEAD_GOAL, BATCHING_GOAL, BATCH = 1.10, 5.0, 100
 
@@ -59,15 +58,6 @@ def per_sample_loop(sampler, energy, labels, x, t):
     return torch.cat([guided_step(sampler, energy, labels[i:i + 1], x[i:i + 1], t) for i in range(len(x))])
 
 
-def fastest(fn, *args, repeats=3):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def test_a_guided_step_costs_little_more_than_its_raw_model_calls(benchmark, setup):
     models, sampler, energy, labels, x, t = setup
     torch.testing.assert_close(guided_step(sampler, energy, labels, x, t), raw_calls(models, sampler, labels, x, t),
@@ -77,8 +67,8 @@ def test_a_guided_step_costs_little_more_than_its_raw_model_calls(benchmark, set
         return
     raw, ours = [], []
     for _ in range(5):  # interleaved, so machine noise hits both alike
-        raw.append(fastest(raw_calls, models, sampler, labels, x, t, repeats=1))
-        ours.append(fastest(guided_step, sampler, energy, labels, x, t, repeats=1))
+        raw.append(best_of(raw_calls, (models, sampler, labels, x, t), 1))
+        ours.append(best_of(guided_step, (sampler, energy, labels, x, t), 1))
     ratio = min(ours) / min(raw)
     benchmark.extra_info.update(raw_seconds=min(raw), guided_seconds=min(ours), overhead_ratio=ratio)
     print(f"\nguided step {min(ours) * 1e3:.0f} ms vs raw calls {min(raw) * 1e3:.0f} ms for {BATCH} samples: "
@@ -93,8 +83,8 @@ def test_a_batched_guided_step_beats_a_loop_over_samples(benchmark, setup):
     benchmark.pedantic(guided_step, args=(sampler, energy, labels, x, t), rounds=1, iterations=1)
     if benchmark.disabled:
         return
-    batched = fastest(guided_step, sampler, energy, labels, x, t)
-    looped = fastest(per_sample_loop, sampler, energy, labels, x, t, repeats=1)
+    batched = best_of(guided_step, (sampler, energy, labels, x, t), 3)
+    looped = best_of(per_sample_loop, (sampler, energy, labels, x, t), 1)
     speedup = looped / batched
     benchmark.extra_info.update(batched_seconds=batched, looped_seconds=looped, speedup=speedup)
     print(f"\nbatched {batched * 1e3:.0f} ms vs loop {looped * 1e3:.0f} ms over {BATCH} samples: "

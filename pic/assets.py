@@ -94,9 +94,9 @@ def save_checkpoint(tensors: dict[str, torch.Tensor], name: str, produced_by: st
 
     path = DATA_DIR / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    path.write_bytes(_sorted_metadata(blob))
-    pin = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "produced_by": produced_by}
+    blob = _sorted_metadata(save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata))
+    path.write_bytes(blob)
+    pin = {"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob), "produced_by": produced_by}
     pin_path(name).write_text(json.dumps(pin, indent=2) + "\n")
     return path
 

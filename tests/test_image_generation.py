@@ -67,6 +67,20 @@ def test_cls_free_guidance_is_eps_u_plus_s_times_the_difference_and_reuses_the_g
     assert denoiser.unet_calls == 2  # one unconditional pass shared by the generator and CLS-FREE, one conditional
 
 
+def test_the_unconditional_pass_is_reused_for_detached_views_and_redone_when_x_or_t_changes(tiny_generator):
+    """Scorers see detached copies of the generator's x_t (the paper profile's pixel-space scorers): they must reuse
+    its unconditional pass, and an in-place change of x or another t must not."""
+    denoiser = Denoiser(tiny_generator, tiny_generator.null_class)
+    x = torch.randn(2, 1, 28, 28)
+    eps = denoiser.eps_uncond(x, 5)
+    assert denoiser.eps_uncond(x.detach(), 5) is eps and denoiser.unet_calls == 1
+    denoiser.eps_uncond(x, 6)
+    x.add_(1.0)
+    denoiser.eps_uncond(x, 6)
+    denoiser.eps_uncond(x.clone(), 6)
+    assert denoiser.unet_calls == 4
+
+
 def test_a_classifier_scorer_lowers_its_energy_along_minus_its_gradient():
     torch.manual_seed(0)
     scorer = ClassifierScorer(NoiseAwareClassifier(10, widths=(8, 8)).eval(), 10, name="cls")

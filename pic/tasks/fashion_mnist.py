@@ -109,8 +109,3 @@ def class_index(name: str) -> int:
 def prompt_for(class_id: int, template: str = PROMPT_TEMPLATE) -> str:
     """The free-text prompt of a class: the template with the class's first caption name."""
     return template.format(CLASS_NAMES[class_id][0])
-
-
-def training_captions(class_id: int) -> list[str]:
-    """Every training caption of a class: templates x names."""
-    return [tpl.format(name) for tpl in TRAIN_TEMPLATES for name in CLASS_NAMES[class_id]]

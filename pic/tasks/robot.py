@@ -351,8 +351,6 @@ def success_rows(records: list[EpisodeRecord], rows: list[Row]) -> list[dict]:
 def paired_comparison(records: list[EpisodeRecord], goal: str, a: str, b: str) -> dict:
     """Episodes only row `a` solves, only row `b` solves, and the exact two-sided sign test on them (the rows
     see the same episodes, so the paired test is the right one)."""
-    from scipy.stats import binomtest
-
     by = {(r.row, r.seed): r.success for r in records if r.goal == goal}
     seeds = sorted({seed for _, seed in by})
     only_a = sum(by[(a, s)] and not by[(b, s)] for s in seeds)
