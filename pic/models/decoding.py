@@ -167,11 +167,11 @@ class SharedPrefix:
         """How many prefix positions each row's cache holds (0 when the prefix is shared)."""
         return 0 if self.shared else len(self.ids)
 
-    def batch(self, tails: list[list[int]], shared: bool = False):
+    def batch(self, tails: list[list[int]]):
         """(cache, attention mask, tail block ids [B, W], positions [B, W]) for a batch of tails, left-padded within
-        the tail block. With shared=False the cache holds the prefix, expanded to B rows (a copy on first use), and
-        the mask covers [prefix][tail block]; with shared=True (needs `self.shared`) the cache starts empty and the
-        mask covers the tail block only."""
+        the tail block. When the prefix is `shared` the cache starts empty and the mask covers the tail block only;
+        otherwise the cache holds the prefix, expanded to B rows (a copy on first use), and the mask covers
+        [prefix][tail block]."""
         from transformers import DynamicCache
 
         if any(not t for t in tails):
@@ -180,7 +180,7 @@ class SharedPrefix:
         ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=self.device)
         tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=self.device)
         positions = (len(self.ids) + tail_mask.cumsum(-1) - 1).clamp_min(0)
-        if shared or not self.kv:
+        if self.shared or not self.kv:
             return DynamicCache(), tail_mask, ids, positions
         mask = torch.cat([torch.ones(len(tails), len(self.ids), dtype=torch.long, device=self.device), tail_mask], 1)
         b = len(tails)
@@ -233,12 +233,12 @@ class _Batch:
 
     def __init__(self, prefix: SharedPrefix):
         self.prefix, self.cache, self.mask = prefix, None, None
-        self.rows = 0
+        self.state: list = []
         self.pieces: dict[int, str] = {}  # token id -> its text, to watch for stops without re-decoding whole rows
 
     def admit(self, tails, counts, keys):
         model, P = self.prefix.model, self.prefix.cached_length
-        cache, mask, ids, positions = self.prefix.batch(tails, shared=self.prefix.shared)
+        cache, mask, ids, positions = self.prefix.batch(tails)
         with self.prefix.attached():
             logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                            use_cache=True, logits_to_keep=1).logits[:, -1].float()
@@ -247,9 +247,9 @@ class _Batch:
             cache.batch_select_indices(rows.to(mask.device))
             mask, logits = mask[rows], logits[rows]
         state = [[key, [], [], ""] for key in keys]
+        next_pos = positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1
         if not self.rows:
-            self.cache, self.mask, self.logits, self.state = cache, mask, logits, state
-            self.next_pos = positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1
+            self.cache, self.mask, self.logits, self.state, self.next_pos = cache, mask, logits, state, next_pos
         else:  # pad the shorter side after the prefix so that all rows share one cache length
             width = max(self.mask.shape[1], mask.shape[1])
             for old, new in zip(self.cache.layers, cache.layers):
@@ -257,20 +257,23 @@ class _Batch:
                 old.values = torch.cat([_pad_after(old.values, 2, P, width), _pad_after(new.values, 2, P, width)])
             self.mask = torch.cat([_pad_after(self.mask, 1, P, width), _pad_after(mask, 1, P, width)])
             self.logits = torch.cat([self.logits, logits])
-            self.next_pos = torch.cat([self.next_pos, positions[:, -1].repeat_interleave(torch.tensor(counts)) + 1])
+            self.next_pos = torch.cat([self.next_pos, next_pos])
             self.state += state
-        self.rows = len(self.state)
+
+    @property
+    def rows(self) -> int:
+        return len(self.state)
 
     def step(self, generator):
         """Choose one token per row; return the rows that finished; run the model on the others."""
         tokenizer = self.prefix.tokenizer
         logp = torch.log_softmax(self.logits, dim=-1)
-        temps = torch.tensor([s[0][2] for s in self.state])
+        temps = torch.tensor([s[0][2] for s in self.state], device=self.logits.device)
         token = logp.argmax(-1)
         sampled = temps > 0
         if sampled.any():  # inverse-CDF draw: one uniform per row (torch.multinomial draws one per vocabulary entry)
             cdf = torch.softmax(self.logits[sampled] / temps[sampled, None], dim=-1).cumsum(-1)
-            u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+            u = torch.rand(cdf.shape[0], 1, generator=generator).to(cdf.device) * cdf[:, -1:]  # a CPU generator
             token[sampled] = torch.searchsorted(cdf, u).squeeze(1).clamp_max(cdf.shape[1] - 1)
         chosen = logp.gather(1, token[:, None]).squeeze(1).tolist()
         keep, done = [], []
@@ -295,7 +298,6 @@ class _Batch:
             self.cache.batch_select_indices(index.to(self.mask.device))
             self.mask, self.next_pos, token = self.mask[index], self.next_pos[index], token[index]
             self.state = [self.state[j] for j in keep]
-            self.rows = len(keep)
         if self.rows:
             self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
             with self.prefix.attached():
@@ -349,7 +351,7 @@ def beam_search(prefix: SharedPrefix, tails: list[list[int]], *, num_beams: int 
         chunk = tails[i:i + per_batch]
         if min(len(t) for t in chunk) < 2:
             raise ValueError("beam_search needs prompt tails of at least two tokens")
-        cache, mask, ids, positions = prefix.batch([t[:-1] for t in chunk], shared=prefix.shared)
+        cache, mask, ids, positions = prefix.batch([t[:-1] for t in chunk])
         with prefix.attached():
             model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
                   logits_to_keep=1)

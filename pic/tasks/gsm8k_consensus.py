@@ -63,27 +63,26 @@ class _Lockstep:
             with self.cond:
                 self.cond.wait_for(lambda: self.calls or not self.active
                                    or (self.pending and len(self.pending) >= self.active))
-                if self.calls:
-                    jobs, self.calls = self.calls, []
-                elif self.pending:
-                    keys = sorted(self.pending)
-                    payloads = [self.pending.pop(k) for k in keys]
-                    jobs = [(None, functools.partial(self.serve, payloads))]
-                else:
-                    return
-            answers = {}
-            for key, job in jobs:
-                try:
-                    result = job()
-                except BaseException as err:  # every waiting loop gets the error instead of waiting forever
-                    result = err
-                if key is None:  # the batched call: one answer per waiting loop
-                    answers.update(zip(keys, result if not isinstance(result, BaseException) else [result] * len(keys)))
-                else:
-                    answers[key] = result
+                calls, self.calls = self.calls, []
+                batch = {} if calls else {k: self.pending.pop(k) for k in sorted(self.pending)}
+            if not calls and not batch:
+                return
+            if calls:
+                answers = {key: _outcome(fn) for key, fn in calls}
+            else:  # one answer per waiting loop; a failed call fails them all instead of leaving them waiting
+                result = _outcome(self.serve, list(batch.values()))
+                answers = dict(zip(batch, [result] * len(batch) if isinstance(result, BaseException) else result))
             with self.cond:
                 self.answers.update(answers)
                 self.cond.notify_all()
+
+
+def _outcome(fn, *args):
+    """fn(*args)'s result, or the exception it raised."""
+    try:
+        return fn(*args)
+    except BaseException as err:
+        return err
 
 
 def lockstep(keys: Sequence[Hashable], loop: Callable, serve: Callable[[list], list]) -> dict:
@@ -120,12 +119,14 @@ def prefix_tokens(tokenizer, candidate: Continuation) -> int:
     """How many of the candidate's tokens make up its calculator-accepted prefix (the longest token prefix whose
     text does not run past it)."""
     keep = len(accepted_prefix(candidate.text))
+    if not keep:
+        return 0
     j = 0
     for i in range(1, len(candidate.tokens) + 1):
         if len(tokenizer.decode(candidate.tokens[:i], skip_special_tokens=True)) > keep:
             break
         j = i
-    return j if keep else 0
+    return j
 
 
 def _stop_after(text_before: str):
@@ -184,8 +185,8 @@ def consensus_rounds(energy, question: str, first_pool: list[Continuation], tail
         if kept is None:
             return list(first_pool)
         best_after.append(kept[0])  # rerank_rounds hands back the kept candidates best first
-        seeds = [kept[i % len(kept)] for i in range(size)]
-        return request([Request(tail, s, prefix_tokens(tokenizer, s)) for s in seeds])
+        cuts = [prefix_tokens(tokenizer, c) for c in kept]
+        return request([Request(tail, kept[i % len(kept)], cuts[i % len(kept)]) for i in range(size)])
 
     result = rerank_rounds(propose, energy, n=n, keep=keep, rounds=rounds, question=question)
     return ConsensusResult(result, best_after + [result.best])

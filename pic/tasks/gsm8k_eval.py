@@ -21,7 +21,7 @@ import scipy.stats
 import torch
 
 from pic.models.decoding import SharedPrefix, beam_search, sample
-from pic.optim import rerank_rounds
+from pic.optim import select_argmin
 from pic.tasks.gsm8k import Problem, final_answer, few_shot_prefix, is_correct, question_prompt, solution_end
 from pic.tasks.gsm8k_consensus import consensus_rounds, lockstep, serve_requests
 
@@ -83,8 +83,7 @@ class Evaluation:
         tails = [self.prefix.tail_ids(question_prompt(p.question)) for p in problems]
         common = dict(max_new_tokens=s.max_new_tokens, stop=solution_end, batch_size=s.batch_size)
         beams = self._timed("beam search", beam_search, self.prefix, tails, num_beams=s.num_beams, **common)
-        ft_tails = [self.finetuned.tail_ids(question_prompt(p.question)) for p in problems]
-        ft_beams = self._timed("fine-tuned beam search", beam_search, self.finetuned, ft_tails,
+        ft_beams = self._timed("fine-tuned beam search", beam_search, self.finetuned, tails,  # same tokenizer
                                num_beams=s.num_beams, **common)
         # greedy rows and the shared samples decode in one continuous batch
         rows = self._timed("greedy + samples", sample, self.prefix, tails + tails,
@@ -108,11 +107,11 @@ class Evaluation:
                 "answers": [final_answer(t) for t in texts], "correct": [is_correct(t, problem) for t in texts],
                 "energies": {k: [round(v, 5) for v in e.terms[k].tolist()] for k in e.terms}}]
         for name, scorers in selections(self.energy.names).items():
+            subset = self.energy.subset(scorers)
             for n in self.settings.sizes:
-                if n <= len(pool):
-                    result = rerank_rounds(lambda kept, size, n=n: pool[:n], self.energy.subset(scorers), n=n,
-                                           keep=1, rounds=1, question=problem.question)
-                    out.append(_record(problem, f"select/{name}@{n}", result.best.text))
+                if n <= len(pool):  # scored per size: agreement depends on the whole candidate set
+                    best = select_argmin(pool[:n], subset, question=problem.question).candidate
+                    out.append(_record(problem, f"select/{name}@{n}", best.text))
         return out
 
     def _rounds(self, problems, tails, pools, index) -> list[dict]:
@@ -122,7 +121,7 @@ class Evaluation:
 
         def loop(key, request, call):
             i, keep = key
-            energy = functools.partial(call, self.energy)  # scored on this thread, one loop at a time
+            energy = functools.partial(call, self.energy)  # scored on lockstep's calling thread, one loop at a time
             return consensus_rounds(energy, problems[i].question, pools[i], tails[i], self.tokenizer, request,
                                     keep=keep, n=s.reproposals(keep), rounds=s.rounds)
 
