@@ -7,14 +7,20 @@ PY ?= $(VENV)/bin/python
 # torch==2.13.0 CPU build; where pip would otherwise fetch a CUDA build, pass
 # TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP_ARGS ?=
-# Debian packages that notebooks read (each has a sha256-checked download fallback in pic)
-OS_PACKAGES ?= dataset-fashion-mnist
+# Debian packages: data that notebooks read (each has a sha256-checked download fallback in pic), and the headless
+# browser that tests/test_site.py loads the built site in (it skips without one)
+OS_PACKAGES ?= dataset-fashion-mnist chromium-headless-shell
 STAMP := build/.installed-$(subst /,_,$(PY))
 # training notebooks (NN_train_*) are left out: make patterns take one %, so filter-out cannot express this
 EXPERIMENTS := $(foreach nb,$(wildcard notebooks/[0-9][0-9]_*.ipynb),$(if $(findstring _train_,$(nb)),,$(nb)))
+# nbval re-executes each experiment at `local`; one is left out because its local run (32 min on 2 cores, 150
+# GSM8K problems through two LMs) does not fit CI's budget: tests/test_gsm8k_notebook.py executes it at smoke and
+# checks its committed local results instead; `make reproduce` still runs it
+NBVAL_SKIP := notebooks/33_gsm8k_consensus.ipynb
+NBVAL := $(filter-out $(NBVAL_SKIP),$(EXPERIMENTS))
 NBVAL_FIGURES := build/nbval-figures
 
-.PHONY: install reproduce train smoke test bench os-packages clean
+.PHONY: install reproduce train smoke test bench html os-packages clean
 
 install: $(STAMP)
 
@@ -45,10 +51,15 @@ smoke: install  ## every experiment notebook at the smoke profile, into build/sm
 test: install  ## unit tests, benchmarks as smoke tests, and nbval on the committed experiment notebooks
 	rm -rf $(NBVAL_FIGURES)
 	PIC_FIGURES_DIR=$(abspath $(NBVAL_FIGURES)) $(PY) -m pytest tests benchmarks --benchmark-disable \
-	  --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(EXPERIMENTS)
+	  --nbval-lax --nbval-current-env --sanitize-with tests/nbval_sanitize.cfg $(NBVAL)
 
 bench: install  ## speed goals, as ratios measured in one run
 	$(PY) -m pytest benchmarks --benchmark-only -s
+
+html: install  ## the executed notebooks, README and docs/ as a site in build/html (offline; nothing re-executed)
+	rm -rf build/html
+	$(PY) -m sphinx -b html -c docs -E -W --keep-going -q . build/html
+	@echo "open build/html/index.html"
 
 clean:
 	rm -rf build

@@ -1,5 +1,5 @@
 """Batched generation is at least 8x faster per token than one prompt at a time (SmolLM2-135M on CPU, the
-evaluation's own decoding path: shared few-shot prefix, KV cache, bfloat16 where native; ratio measured in one run).
+evaluation's own decoding path: shared few-shot prefix, KV cache, the pinned float32 path; ratio measured in one run).
 
 `make bench` runs this with timing; under `make test` (--benchmark-disable) it only runs a small batch.
 """
@@ -7,9 +7,9 @@ import time
 
 import torch
 
-from pic.models.decoding import SharedPrefix, fast_cpu_inference, sample
-from pic.models.language_model import load_smollm2
-from pic.tasks.gsm8k import EXEMPLARS, few_shot_prefix, question_prompt
+from pic.lm import SharedPrefix, fast_cpu_inference, sample
+from pic.lm import load_smollm2
+from pic.tasks.gsm8k.data import EXEMPLARS, few_shot_prefix, question_prompt
 
 GOAL = 8.0
 ROWS, NEW_TOKENS = 64, 32  # 8 questions x 8 samples, a fixed number of new tokens per row (no stop rule)
@@ -17,7 +17,7 @@ ROWS, NEW_TOKENS = 64, 32  # 8 questions x 8 samples, a fixed number of new toke
 
 def setup():
     model, tok = load_smollm2()
-    fast_cpu_inference(model)
+    fast_cpu_inference(model, "float32")  # the notebooks' one numeric path (pic.lm.numerics)
     prefix = SharedPrefix(model, tok, few_shot_prefix())
     questions = [q for q, _ in EXEMPLARS.values()] + ["Tom has 3 apples and buys 4 more. How many now?"] * 5
     return prefix, [prefix.tail_ids(question_prompt(q)) for q in questions]

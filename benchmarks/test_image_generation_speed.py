@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pic.models.text_encoder import FrozenTextEncoder
-from pic.tasks import image_generation as ig
+from pic.tasks.image import generation as ig
 from test_consensus_overhead import best_of  # the core benchmark's timing helper
 
 OVERHEAD_GOAL, BATCHING_GOAL, BATCH = 1.10, 5.0, 100

@@ -12,10 +12,10 @@ import time
 import torch
 
 from pic.models.efficientnet import EfficientNetLite0Features
-from pic.models.feature_distance import EfficientNetLite0Maps, FeatureMapDistance
-from pic.tasks.robot import PlannerSettings, Row, run_table, table_rows
-from pic.tasks.robot_scorers import image_scorers, text_scorers
-from pic.tasks.robot_sim import VIEWS, TabletopWorld
+from pic.tasks.robot.feature_distance import EfficientNetLite0Maps, FeatureMapDistance
+from pic.tasks.robot.planner import PlannerSettings, Row, run_table, table_rows
+from pic.tasks.robot.scorers import image_scorers, text_scorers
+from pic.tasks.robot.sim import VIEWS, TabletopWorld
 
 SHARING_GOAL, BATCHING_GOAL = 5.0, 1 / 3
 PLANNER = PlannerSettings(n_random=12, rounds=2, keep=3, n_refine=8, max_steps=2)

@@ -8,9 +8,11 @@ import torch
 
 from pic import ComposedEnergy, FunctionScorer
 from pic.models.clip_style import ClipStyleModel
-from pic.models.frame_text_scorer import CachedTexts, FrameTextScorer
-from pic.models.language_model import tiny_random_llama
-from pic.models.token_consensus import ConsensusConfig, PromptedLM, consensus_decode
+from pic.models.text_encoder import TextEmbeddingCache
+from pic.tasks.vqa.frame_scorer import FrameTextScorer
+from pic.lm import tiny_random_llama
+from pic.optim.token_consensus import ConsensusConfig, consensus_decode
+from pic.lm import PromptedLM
 from test_consensus_overhead import best_of  # the core benchmark's timing helper
 
 BATCHED_GOAL, LOGITS_GOAL = 0.25, 0.5  # the second with a 2-layer toy model; 21_visual_qa measures SmolLM2
@@ -37,7 +39,7 @@ def setup():
     scorers = []
     for name in ("a", "b"):
         model = ClipStyleModel(SmallTower(), 16, text_dim=16).eval()
-        scorers.append(FrameTextScorer(model.embed_images, CachedTexts(text_tower), 10.0, name, image_size=32))
+        scorers.append(FrameTextScorer(model.embed_images, TextEmbeddingCache(text_tower), 10.0, name, image_size=32))
     frames = torch.rand(QUESTIONS, FRAMES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     statements = [f"a colour{j % 12} shape{(i + j) % 5}" for i in range(QUESTIONS) for j in range(CANDIDATES)]
     return scorers, frames, statements

@@ -78,13 +78,19 @@ def read_pin(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _remedy(name: str, produced_by: str | None) -> str:
+    train = (f"`python -m pic.reproduce --train {produced_by[:2]}` retrains it (notebooks/{produced_by}, which "
+             "rewrites its pins)" if produced_by else "its training notebook (notebooks/NN_train_*.ipynb) writes it")
+    return f"`git checkout -- data/{name} data/{name}.pin.json` restores the committed file; {train}"
+
+
 def checkpoint_path(name: str) -> Path:
-    """The verified path of a committed checkpoint data/<name>."""
+    """The verified path of a committed checkpoint data/<name>; a missing, unpinned or altered file is an error
+    naming the two remedies: restore the committed file from git, or retrain it with its one training notebook."""
     pin = read_pin(name)
     if pin is None:
-        raise AssetError(f"data/{name} has no pin file data/{name}.pin.json; it is produced by `make train` "
-                         "(the training notebooks notebooks/NN_train_*.ipynb)")
-    return verify(DATA_DIR / name, pin["sha256"], f"`make train` (notebooks/{pin['produced_by']})")
+        raise AssetError(f"data/{name} has no pin file data/{name}.pin.json: {_remedy(name, None)}")
+    return verify(DATA_DIR / name, pin["sha256"], _remedy(name, pin["produced_by"]))
 
 
 def save_checkpoint(tensors: dict[str, torch.Tensor], name: str, produced_by: str,

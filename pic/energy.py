@@ -9,6 +9,7 @@ Proposals are a tensor [B, ...] (continuous outputs, where gradients exist) or a
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
@@ -84,12 +85,16 @@ class Term:
     scorer: Scorer
     weight: Weight = 1.0
 
+    def __post_init__(self):
+        if not callable(self.weight):
+            _check_weight(self.scorer, self.weight, "")
+
     def weight_at(self, context: Mapping[str, Any]) -> float:
         if not callable(self.weight):
             return float(self.weight)
         if "t" not in context:
             raise EnergyError(f"scorer '{self.scorer.name}' has a weight schedule but the optimizer passed no `t`")
-        return float(self.weight(context["t"]))
+        return _check_weight(self.scorer, self.weight(context["t"]), f" (its schedule at t={context['t']})")
 
 
 @dataclass
@@ -191,6 +196,19 @@ class ComposedEnergy:
             norms[t.scorer.name] = (w * g).flatten(1).norm(dim=1)
         total = _weighted_sum(terms, weights) if len(terms) == len(self.terms) else None
         return Energies(total, terms, weights, norms), grad
+
+
+def _check_weight(scorer, weight, where: str) -> float:
+    """A weight as a finite float; else an error naming the scorer (a NaN weight would make every total NaN and
+    every argmin silently pick the first proposal)."""
+    try:
+        w = float(weight)
+    except (TypeError, ValueError):
+        raise EnergyError(f"scorer '{getattr(scorer, 'name', scorer)}' has weight {weight!r}{where}: weights are "
+                          "numbers or schedules w(t)") from None
+    if not math.isfinite(w):
+        raise EnergyError(f"scorer '{getattr(scorer, 'name', scorer)}' has weight {w}{where}: weights must be finite")
+    return w
 
 
 def _weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:

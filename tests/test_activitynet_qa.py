@@ -10,8 +10,8 @@ from PIL import Image
 
 from pic.assets import AssetError
 from pic.models.hub import HubUnavailableError
-from pic.tasks import activitynet_qa as anet
-from pic.tasks.visual_qa import statement
+from pic.tasks.vqa import activitynet as anet
+from pic.tasks.vqa.data import statement
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_missing_files_and_bad_types_are_named(root):
 
 
 def test_the_paper_profile_stops_at_once_offline_naming_every_model_id(monkeypatch):
-    from pic.tasks.vqa_consensus import load_paper_models
+    from pic.tasks.vqa.consensus import load_paper_models
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.perf_counter()

@@ -29,13 +29,17 @@ def test_an_altered_checkpoint_is_refused(data_dir):
         assets.load_checkpoint("toy.safetensors")
 
 
-def test_a_missing_checkpoint_names_the_training_notebook(data_dir):
+def test_a_missing_checkpoint_names_git_checkout_and_its_one_training_notebook_not_make_train(data_dir):
     path = assets.save_checkpoint({"w": torch.zeros(3)}, "toy.safetensors", "10_train_toy.ipynb")
     path.unlink()
-    with pytest.raises(AssetError, match=r"missing; it is provided by: `make train` \(notebooks/10_train_toy.ipynb\)"):
+    with pytest.raises(AssetError, match=r"missing; it is provided by: `git checkout -- data/toy.safetensors "
+                                         r"data/toy.safetensors.pin.json` restores the committed file; "
+                                         r"`python -m pic.reproduce --train 10` retrains it") as err:
         assets.load_checkpoint("toy.safetensors")
-    with pytest.raises(AssetError, match="has no pin file.*make train"):
+    assert "make train" not in str(err.value)
+    with pytest.raises(AssetError, match="has no pin file.*git checkout -- data/never_trained.safetensors") as err:
         assets.load_checkpoint("never_trained.safetensors")
+    assert "make train" not in str(err.value)
 
 
 def test_download_checks_the_sha256_and_explains_offline_failures(tmp_path):

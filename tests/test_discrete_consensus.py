@@ -81,3 +81,11 @@ def test_selection_executes_the_proposal_with_the_lowest_summed_energy_ties_to_t
     chosen = select_argmin(actions, ComposedEnergy([view_1, view_2]))
     assert (chosen.index, chosen.candidate) == (1, "right")  # 2.0 ties with "down": the first wins
     assert chosen.energies.terms["view_1"].tolist() == [3.0, 1.0, 2.0, 1.0]
+
+
+def test_selecting_from_no_candidates_is_a_named_error_not_an_index_error():
+    energy = ComposedEnergy([distance_to(torch.tensor([0.0]), "a")])
+    with pytest.raises(ValueError, match="select_argmin got no candidates"):
+        select_argmin([], energy)
+    with pytest.raises(ValueError, match="select_argmin got no candidates"):
+        select_argmin(torch.zeros(0, 1), energy)

@@ -163,3 +163,17 @@ def test_subset_keeps_weights_and_refuses_unknown_names():
     assert only_b.names == ["b"] and only_b.terms[0].weight == 3.0
     with pytest.raises(EnergyError, match=r"unknown scorer\(s\) \['c'\]"):
         composed.subset(["c"])
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), -float("inf"), "heavy"])
+def test_a_weight_that_is_not_a_finite_number_is_refused_naming_the_scorer(weight):
+    with pytest.raises(EnergyError, match=r"scorer 'up' has weight"):
+        ComposedEnergy([(quadratic([0.0, 1.0], "up"), weight)])
+
+
+def test_a_schedule_that_returns_nan_is_refused_at_the_step_that_does():
+    energy = ComposedEnergy([(quadratic([0.0, 1.0], "up"), lambda t: 1.0 if t < 5 else float("nan"))])
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    assert torch.isfinite(energy(x, t=4).total).all()
+    with pytest.raises(EnergyError, match=r"scorer 'up' has weight nan \(its schedule at t=5\)"):
+        energy(x, t=5)

@@ -1,7 +1,7 @@
 """Frozen features are computed once per image, whatever the batches, and read back identically."""
 import torch
 
-from pic.models.feature_cache import CachedFeatures
+from pic.tasks.vqa.feature_cache import CachedFeatures
 
 
 class CountingTower(torch.nn.Module):
@@ -27,3 +27,16 @@ def test_each_image_goes_through_the_tower_once_and_comes_back_the_same(tmp_path
     again = CachedFeatures(CountingTower(), tag="toy-v1")  # a new process: read from disk
     assert torch.equal(again(x), torch.cat([first, both[2:6]])) and again.tower.seen == 0
     assert CachedFeatures(CountingTower(), tag="toy-v2")(x[:1]).shape == (1, 4)  # another tag: its own file
+
+
+def test_a_damaged_cache_file_is_computed_again_with_a_warning(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("PIC_CACHE", str(tmp_path))
+    x = torch.rand(3, 3, 2, 2)
+    first = CachedFeatures(CountingTower(), tag="toy")
+    expected = first(x)
+    first.path.write_bytes(first.path.read_bytes()[:50])  # truncated
+    again = CachedFeatures(first.tower, tag="toy")
+    with pytest.warns(UserWarning, match="the feature cache .*toy.safetensors cannot be read"):
+        assert torch.equal(again(x), expected)

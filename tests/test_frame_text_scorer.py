@@ -8,7 +8,7 @@ import torch
 
 from pic import ComposedEnergy
 from pic.models.clip_style import ClipStyleModel
-from pic.models.frame_text_scorer import PAPER_CLIPS, FrameTextScorer, from_clip_style, load_paper_clip
+from pic.tasks.vqa.frame_scorer import PAPER_CLIPS, FrameTextScorer, from_clip_style, load_paper_clip
 from pic.models.hub import HubUnavailableError
 
 

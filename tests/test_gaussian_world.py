@@ -1,7 +1,7 @@
 """The quickstart's analytic world is right: exact scores, and a closed-form product that sampling confirms."""
 import torch
 
-from pic.tasks.gaussian_world import GaussianMixture, MixtureDiffusion, QuadraticScorer, mode_weights
+from pic.tasks.quickstart.world import GaussianMixture, MixtureDiffusion, QuadraticScorer, mode_weights
 
 F64 = torch.float64
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from pic import ComposedEnergy
-from pic.models.decoding import Continuation
-from pic.models.language_model import load_smollm2_tokenizer
-from pic.tasks.gsm8k_consensus import Request, consensus_rounds, lockstep, prefix_tokens
-from pic.tasks.gsm8k_scorers import AnswerAgreement, CalculatorScorer
+from pic.lm import Continuation
+from pic.lm import load_smollm2_tokenizer
+from pic.optim.lockstep import lockstep
+from pic.tasks.gsm8k.consensus import Request, consensus_rounds, prefix_tokens
+from pic.tasks.gsm8k.scorers import AnswerAgreement, CalculatorScorer
 
 
 def test_per_problem_loops_share_one_batched_call_per_round_in_a_fixed_order():

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from pic.assets import AssetError
-from pic.tasks import gsm8k
-from pic.tasks.gsm8k import (EXEMPLARS, Problem, choose_exemplars, evaluation_subset, few_shot_prefix, final_answer,
+from pic.tasks.gsm8k import data as gsm8k
+from pic.tasks.gsm8k.data import (EXEMPLARS, Problem, choose_exemplars, evaluation_subset, few_shot_prefix, final_answer,
                              is_correct, load_problems, solution_end)
 
 HAVE_DATA = bool(os.environ.get("PIC_GSM8K_DIR"))

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from pic.models.decoding import SharedPrefix, beam_search, fast_cpu_inference, sample
-from pic.models.language_model import tiny_random_llama
-from pic.models.lora import adapter_tensors, add_lora, merged_with_adapter
+from pic.lm import SharedPrefix, beam_search, fast_cpu_inference, sample
+from pic.lm import tiny_random_llama
+from pic.lm.lora import adapter_tensors, add_lora, merged_with_adapter
 
 PREFIX = "Question: one plus one?\nAnswer: two.\n\n"
 TAILS = ["Question: what is two plus three, in words?\nAnswer:", "Question: hi?\nAnswer:",

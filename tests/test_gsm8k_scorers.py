@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from pic.energy import EnergyError
-from pic.models.decoding import Continuation
-from pic.models.language_model import tiny_random_llama
+from pic.lm import Continuation
+from pic.lm import tiny_random_llama
 from pic.models.text_encoder import FrozenTextEncoder
-from pic.tasks.gsm8k import EXEMPLARS, Problem, few_shot_prefix, is_correct, question_prompt
-from pic.tasks.gsm8k_scorers import (EMPTY_LM_ENERGY, AnswerAgreement, CalculatorScorer, LMLikelihood,
-                                     SolutionVerifier, fit_verifier, gsm8k_energy, verifier_features)
+from pic.tasks.gsm8k.data import EXEMPLARS, Problem, few_shot_prefix, is_correct, question_prompt
+from pic.tasks.gsm8k.proposers import Candidate
+from pic.tasks.gsm8k.scorers import (EMPTY_LM_ENERGY, AnswerAgreement, CalculatorScorer, CrossAgreement,
+                                     ExecutionCheck, LMLikelihood, OwnLikelihood, SolutionVerifier,
+                                     across_models_energy, fit_verifier, gsm8k_energy, verifier_features)
 
 QUESTION, REFERENCE = EXEMPLARS["train-0575"]
 PROBLEM = Problem("train-0575", QUESTION, REFERENCE)
@@ -39,9 +41,9 @@ def toy_verifier(encoder):
                                                   cs=(1.0,)))
 
 
-def test_the_calculator_energy_is_the_share_of_wrong_steps():
+def test_the_calculator_energy_weighs_checked_against_failed_steps_and_is_neutral_without_steps():
     e = CalculatorScorer().energy([" " + REFERENCE, BAD["wrong step"], BAD["hostile power"], BAD["empty"]])
-    assert e.tolist() == [0.0, 0.5, 1.0, 1.0]  # 3*120=300 is wrong, 300/2=150 is right
+    assert e.tolist() == pytest.approx([1 / 4 - 0.5, 2 / 4 - 0.5, 2 / 3 - 0.5, 0.0])  # (wrong + 1) / (steps + 2) - 1/2
 
 
 def test_agreement_is_self_consistency_and_a_missing_answer_agrees_with_nothing():
@@ -89,3 +91,39 @@ def test_a_scorer_returning_garbage_is_named_by_the_composed_energy(lm, encoder)
 
     with pytest.raises(EnergyError, match="scorer 'broken' returned 2 non-finite energies"):
         ComposedEnergy([Broken(), AnswerAgreement()])(["#### 1", "#### 2"])
+
+
+def pot(answer, proposer="coder/pot", logprob=-0.5):
+    return Candidate(proposer, "    return ...", answer, logprob, 10)
+
+
+def cot(answer, proposer="writer/cot", logprob=-1.0):
+    return Candidate(proposer, f" 1+1=<<1+1=2>>2\n#### {answer}", answer, logprob, 10)
+
+
+def test_agreement_counts_within_a_proposer_and_cross_agreement_across_models():
+    pool = [pot(3.0), pot(3.0), pot(5.0), cot(5.0), cot(7.0)]
+    assert AnswerAgreement().energy(pool).tolist() == pytest.approx([1 / 3, 1 / 3, 2 / 3, 0.5, 0.5])
+    assert CrossAgreement().energy(pool).tolist() == pytest.approx([1.0, 1.0, 0.5, 2 / 3, 1.0])
+    assert CrossAgreement().energy([pot(3.0), pot(None)]).tolist() == [1.0, 1.0]  # no other model: no evidence
+
+
+def test_the_execution_check_prefers_programs_that_run_to_whole_numbers_and_leaves_text_neutral():
+    assert ExecutionCheck().energy([pot(4.0), pot(4.5), pot(None), cot(None)]).tolist() == [0.0, 0.5, 1.0, 0.0]
+
+
+def test_each_model_s_likelihood_is_standardised_per_proposer():
+    scorer = OwnLikelihood({"coder/pot": (0.5, 0.25), "writer/cot": (1.0, 0.5)})
+    e = scorer.energy([pot(1.0, logprob=-0.25), cot(1.0, logprob=-1.5), pot(1.0, logprob=None)])
+    assert e.tolist() == pytest.approx([-1.0, 1.0, 3.0])
+
+
+def test_the_cross_model_energy_keeps_only_scorers_with_weight():
+    energy = across_models_energy({"agreement": 1.0, "cross_agreement": 2.0, "lm": 0.0}, {})
+    assert energy.names == ["agreement", "cross_agreement"]
+    pool = [pot(3.0), pot(5.0), pot(5.0), cot(3.0), cot(7.0)]
+    assert energy(pool).argmin() == 0  # the other model's agreement outweighs the programs' majority (5)...
+    light = across_models_energy({"agreement": 1.0, "cross_agreement": 0.25}, {})
+    assert light(pool).argmin() == 1  # ...unless its weight is small
+    with pytest.raises(ValueError, match="every consensus weight is 0"):
+        across_models_energy({"lm": 0.0}, {})

@@ -5,7 +5,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 
 from pic import ComposedEnergy, FunctionScorer
 from pic.optim import MALA, DiffusionPrior, GuidanceDivergedError, Langevin, diffusion_proposer, guided_denoise
-from pic.tasks.gaussian_world import GaussianMixture, MixtureDiffusion, QuadraticScorer
+from pic.tasks.quickstart.world import GaussianMixture, MixtureDiffusion, QuadraticScorer
 
 F64 = torch.float64
 N = 20_000

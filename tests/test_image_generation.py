@@ -10,12 +10,12 @@ from diffusers import DDIMScheduler
 from pic import ComposedEnergy, assets
 from pic.assets import AssetError
 from pic.metrics.image_quality import fid, inception_score, kid
-from pic.models.class_conditional_unet import ClassConditionalUNet, ClassifierFreeScorer, Denoiser, make_unet
-from pic.models.feature_net import FeatureNet
-from pic.models.noise_aware_encoder import ClassifierScorer, NoiseAwareClassifier
+from pic.tasks.image.unet import ClassConditionalUNet, ClassifierFreeScorer, Denoiser, make_unet
+from pic.tasks.image.feature_net import FeatureNet
+from pic.tasks.image.noise_aware import ClassifierScorer, NoiseAwareClassifier
 from pic.optim import DiffusionPrior, GuidanceDivergedError, guided_denoise
-from pic.tasks import fashion_mnist
-from pic.tasks import image_generation as ig
+from pic.tasks.image import data as fashion_mnist
+from pic.tasks.image import generation as ig
 
 
 @pytest.fixture(scope="module")

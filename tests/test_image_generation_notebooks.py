@@ -8,7 +8,7 @@ import papermill
 import pytest
 
 from pic import assets
-from pic.tasks import image_generation as ig
+from pic.tasks.image import generation as ig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "figures" / "11_image_generation" / "results.json"
@@ -81,7 +81,7 @@ def test_the_guidance_weights_are_the_validation_choice_stored_with_the_generato
 
 
 def test_offline_the_paper_profile_stops_at_its_first_model_cell_naming_the_hub_ids(tmp_path, monkeypatch):
-    from pic.models.hub_image import PAPER_IDS
+    from pic.tasks.image.paper import PAPER_IDS
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(papermill.PapermillExecutionError) as err:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from pic.models.hub import HubUnavailableError
-from pic.models.hub_image import PAPER_IDS, load_paper_models
+from pic.tasks.image.paper import PAPER_IDS, load_paper_models
 from pic.models.text_encoder import minilm_path
-from pic.tasks import image_generation as ig
+from pic.tasks.image import generation as ig
 
 
 def test_offline_the_paper_profile_stops_at_once_naming_every_model(monkeypatch):
@@ -63,7 +63,7 @@ def test_tiny_paper_models_run_through_the_same_scorers_with_clean_or_noised_cli
 
 
 def check_paper_sampler(paper, noised_clip):
-    assert type(paper["clip"].image_tower.clip).__name__ == "CLIPModel"
+    assert type(paper["clip"].image_tower.clip.model).__name__ == "CLIPModel"
     assert paper["eps_model"].null_class == 5 and paper["class_names"][1] == "goldfish"
     sampler = ig.paper_sampler(paper, noised_clip=noised_clip)
     assert {type(s.scorer).__name__ for n, s in sampler.scorers.items() if n != "cls_free"} == {

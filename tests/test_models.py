@@ -7,7 +7,7 @@ import torch
 from pic.models.clip_style import ClipStyleModel, ClipStyleScorer, contrastive_loss
 from pic.models.efficientnet import FEATURE_DIM, EfficientNetLite0Features
 from pic.models.hub import HubUnavailableError, from_hub
-from pic.models.language_model import continuation_logprobs, load_causal_lm, load_smollm2, tiny_random_llama
+from pic.lm import continuation_logprobs, load_causal_lm, load_smollm2, tiny_random_llama
 from pic.models.text_encoder import FrozenTextEncoder
 
 
@@ -98,3 +98,23 @@ def test_contrastive_loss_prefers_aligned_pairs():
     shuffled = aligned[torch.tensor([1, 0, 3, 2])]
     assert contrastive_loss(aligned) < contrastive_loss(shuffled)
     assert contrastive_loss(aligned[:, :2], torch.tensor([0, 1, 0, 1])) > 0
+
+
+def test_a_damaged_model_cache_is_rebuilt_with_a_warning_naming_it(tmp_path, monkeypatch):
+    from pic.lm import load
+
+    built = []
+
+    def fake_build(folder, gguf, cached):  # stands in for the de-quantisation of the GGUF (14 s for SmolLM2)
+        model, tokenizer = tiny_random_llama(hidden=16, layers=1)
+        model.save_pretrained(cached), tokenizer.save_pretrained(cached)
+        built.append(cached)
+
+    monkeypatch.setattr(load, "_write_cache", fake_build)
+    cached = tmp_path / "cache"
+    load.load_gguf_cached(tmp_path, "model.gguf", cached)
+    weights = cached / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as an interrupted copy would leave it
+    with pytest.warns(UserWarning, match=f"the model cache {cached} cannot be read .* rebuilding it from"):
+        model, _ = load.load_gguf_cached(tmp_path, "model.gguf", cached)
+    assert len(built) == 2 and model.config.hidden_size == 16

@@ -16,7 +16,8 @@ def test_a_smoke_run_writes_its_tables_and_its_claims_hold(tmp_path):
     papermill.execute_notebook(str(ROOT / "notebooks" / "00_quickstart.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"profile": "smoke", "seed": 1}, kernel_name="python3",
                                cwd=str(ROOT / "notebooks"), progress_bar=False)
-    results = json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / "00_quickstart" / "smoke" / "results.json").read_text())
+    out = Path(os.environ["PIC_FIGURES_DIR"]) / "00_quickstart" / "runs" / "smoke-seed=1"  # not the committed folder
+    results = json.loads((out / "results.json").read_text())
     assert results["meta"]["profile"] == "smoke" and results["meta"]["seed"] == 1
     rows = {r["method"]: r for r in results["tables"]["consensus_distance"]}
     assert rows["guidance + MALA"]["sliced_w1"] < rows["guidance (plain sum)"]["sliced_w1"]

@@ -52,3 +52,37 @@ def test_format_table_is_stable_under_tiny_float_noise():
     a = format_table([{"x": 0.30000000000000004}])
     b = format_table([{"x": 0.3}])
     assert a == b
+
+
+def test_claims_are_printed_once_as_holds_or_fails_with_their_numbers():
+    report = Report("nb", "local", 0, {})
+    text = report.claims([{"claim": "ensemble beats A", "holds": True, "gap": 0.12345},
+                          {"claim": "ensemble beats B", "holds": False}])
+    assert text.splitlines() == ["HOLDS  ensemble beats A  (gap 0.123)", "FAILS  ensemble beats B"]
+    assert json.loads((report.dir / "claims.json").read_text())[0] == {"claim": "ensemble beats A", "holds": True,
+                                                                      "gap": 0.12345}
+    assert report.claims({"x": 1}, name="other") == "HOLDS  x"
+
+
+def test_a_run_with_changed_parameters_never_writes_into_the_committed_folder(tmp_path, monkeypatch):
+    import nbformat
+
+    from pic import report as report_module
+
+    cell = nbformat.v4.new_code_cell('profile = "local"  # p\nseed = 0\nn: int = None  # rows\n')
+    cell.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [cell]
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nb, tmp_path / "notebooks" / "07_x.ipynb")
+    monkeypatch.setattr(report_module, "ROOT", tmp_path)
+    committed = Report.start("07_x", {"profile": "local", "seed": 0, "n": None})
+    assert committed.dir.name == "07_x" and committed.overrides == {}
+    other = Report.start("07_x", {"profile": "local", "seed": 3, "n": None}, extra=1)
+    assert other.dir.parts[-3:] == ("07_x", "runs", "local-seed=3") and other.parameters["extra"] == 1
+    assert Report.start("07_x", {"profile": "smoke", "seed": 0, "n": None}).dir.parts[-2:] == ("07_x", "smoke")
+    # an annotated parameter (`n: int = None`) is a parameter too: changing it is a different run
+    changed = Report.start("07_x", {"profile": "local", "seed": 0, "n": 5})
+    assert changed.overrides == {"n": 5} and changed.dir.parts[-2:] == ("runs", "local-n=5")
+    results = json.loads(other.write().read_text())["meta"]
+    assert results["overrides"] == {"seed": 3} and results["threads"] >= 1 and results["dtype"] == "float32"

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from pic import ComposedEnergy, FunctionScorer, Scorer
-from pic.tasks.robot import (PlannerSettings, Row, ViewScorer, WorldModel, run_episode, run_table, success_rows,
+from pic.tasks.robot.planner import (PlannerSettings, Row, ViewScorer, WorldModel, run_episode, run_table, success_rows,
                              table_rows, wilson_interval)
-from pic.tasks.robot_scenes import make_episode, propose_actions
-from pic.tasks.robot_sim import NO_OP, VIEWS, ExecutionResult, TabletopWorld
+from pic.tasks.robot.scenes import make_episode, propose_actions
+from pic.tasks.robot.sim import NO_OP, VIEWS, ExecutionResult, TabletopWorld
 
 SMALL = PlannerSettings(n_random=6, rounds=2, keep=2, n_refine=4, max_steps=2)
 
@@ -94,7 +94,7 @@ def test_the_table_has_random_single_pair_and_all_view_rows():
 
 
 def test_two_runs_give_identical_records():
-    from pic.tasks.robot_scorers import image_scorers, text_scorers
+    from pic.tasks.robot.scorers import image_scorers, text_scorers
 
     outs = []
     for _ in range(2):

@@ -3,7 +3,7 @@ the simulator's poses by geometry alone."""
 import numpy as np
 import pytest
 
-from pic.tasks.robot_goals import (RELATIONS, GoalError, RelationGoal, image_goal_reached, parse_goal,
+from pic.tasks.robot.goals import (RELATIONS, GoalError, RelationGoal, image_goal_reached, parse_goal,
                                    relation_holds)
 
 SCENE = ("red", "green", "blue")

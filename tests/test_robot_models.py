@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from pic.assets import read_pin
-from pic.models.feature_distance import EfficientNetLite0Maps, FeatureMapDistance
+from pic.tasks.robot.feature_distance import EfficientNetLite0Maps, FeatureMapDistance
 from pic.models.hub import HubUnavailableError
-from pic.models.hub_clip import PAPER_CLIP, HubClipScorer, load_hub_clip
-from pic.models.relation_clip import ConvTower, RelationClip, sigmoid_clip_loss
+from pic.models.hub_clip import PAPER_CLIP, HubClip, load_hub_clip
+from pic.tasks.robot.relation_clip import ConvTower, RelationClip, sigmoid_clip_loss
 from pic.models.text_encoder import FrozenTextEncoder
-from pic.tasks.robot_goals import RelationGoal
-from pic.tasks.robot_scorers import image_scorers, load_relation_clip, relation_checkpoint, text_scorers
-from pic.tasks.robot_sim import TABLE_TOP, VIEWS, Placement, TabletopWorld
-from pic.tasks.robot_training import CAPTIONS
+from pic.tasks.robot.goals import RelationGoal
+from pic.tasks.robot.scorers import HubClipScorer, image_scorers, load_relation_clip, relation_checkpoint, text_scorers
+from pic.tasks.robot.sim import TABLE_TOP, VIEWS, Placement, TabletopWorld
+from pic.tasks.robot.training import CAPTIONS
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def tiny_clip():
 
 def test_the_paper_profile_scorer_is_a_hub_clip_model_scoring_each_camera(tiny_clip):
     model, tokenizer = tiny_clip
-    scorer = HubClipScorer(model, tokenizer, "front")
+    scorer = HubClipScorer(HubClip(model, tokenizer), "front")
     images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     text = scorer.energy(images, prompt="the red cube is on top of the blue cube")
     image = scorer.energy(images, goal_image=images[0])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pic.tasks.robot_scenes import make_episode, propose_actions, stack_actions
-from pic.tasks.robot_sim import CUBE, NO_OP, TABLE_TOP, VIEWS, Placement, TabletopWorld
+from pic.tasks.robot.scenes import make_episode, propose_actions, stack_actions
+from pic.tasks.robot.sim import CUBE, NO_OP, TABLE_TOP, VIEWS, Placement, TabletopWorld
 
 
 @pytest.fixture(scope="module")

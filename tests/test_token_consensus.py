@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from pic import ComposedEnergy, FunctionScorer
-from pic.models.language_model import tiny_random_llama
-from pic.models.token_consensus import ConsensusConfig, PromptedLM, consensus_decode, refine_distribution
+from pic.lm import tiny_random_llama
+from pic.optim.token_consensus import ConsensusConfig, consensus_decode, refine_distribution
+from pic.lm import PromptedLM
 
 QUESTIONS = ["what color is the shape?", "is there a red shape in the image?", "what shape is present?"]
 
@@ -31,7 +32,7 @@ def test_cached_batched_logits_equal_a_plain_forward_of_the_whole_sequence(llama
     prompts = [lm.prompt_ids(q) for q in QUESTIONS]
     for generated in [(), (11,), (11, 12)]:
         got = lm.logits([p + generated for p in prompts], [len(p) for p in prompts])
-        ref = torch.stack([model(input_ids=torch.tensor([lm.prefix_ids + list(p + generated)])).logits[0, -1]
+        ref = torch.stack([model(input_ids=torch.tensor([lm.prefix.ids + list(p + generated)])).logits[0, -1]
                            for p in prompts])
         torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
 
@@ -42,7 +43,7 @@ def test_the_language_model_alone_decodes_greedily_as_a_plain_loop_would(llama):
     config = ConsensusConfig(top_k=4, max_new_tokens=3)
     out = consensus_decode(lm, QUESTIONS, lambda b, a: a or "x", None, config)
     for q, tokens in zip(QUESTIONS, out.tokens):
-        ids = lm.prefix_ids + list(lm.prompt_ids(q))
+        ids = lm.prefix.ids + list(lm.prompt_ids(q))
         expected = []
         for _ in range(config.max_new_tokens):
             nxt = int(model(input_ids=torch.tensor([ids + expected])).logits[0, -1].argmax())
@@ -110,7 +111,7 @@ def test_the_paper_generator_class_gpt2_runs_through_the_same_cached_decoder(lla
     lm = prompted(gpt2, tok)
     prompts = [lm.prompt_ids(q) for q in QUESTIONS]
     got = lm.logits([p + (7,) for p in prompts], [len(p) for p in prompts])
-    ref = torch.stack([gpt2(input_ids=torch.tensor([lm.prefix_ids + list(p) + [7]])).logits[0, -1] for p in prompts])
+    ref = torch.stack([gpt2(input_ids=torch.tensor([lm.prefix.ids + list(p) + [7]])).logits[0, -1] for p in prompts])
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
     out = consensus_decode(lm, QUESTIONS, lambda b, a: a or "x", ComposedEnergy([likes("a")]),
                            ConsensusConfig(top_k=4, max_new_tokens=2))

@@ -3,7 +3,7 @@ and bad inputs are refused by name."""
 import pytest
 import torch
 
-from pic.tasks import visual_qa as vqa
+from pic.tasks.vqa import data as vqa
 
 
 def test_easy_vqa_loads_from_the_package_with_its_13_answers_and_three_kinds():

@@ -1,1 +1,3 @@
-"""Thin wrappers that adapt pre-trained models (diffusers, transformers, CLIP-style) to the pic.energy contract."""
+"""Wrappers of pre-trained models that two or more tables use: the frozen MiniLM text tower and the one text
+embedding cache (text_encoder), CLIP-style image-text models (clip_style), EfficientNet-Lite0 features
+(efficientnet), hub models by id (hub) and the one hub-CLIP adapter (hub_clip)."""

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from pic.energy import ComposedEnergy, EnergyError, Scorer, Term
 from pic.optim.mcmc import Langevin
+from pic.progress import progress as progress_bar  # `progress` is guided_denoise's on/off flag
 
 
 class GuidanceDivergedError(FloatingPointError):
@@ -76,7 +76,7 @@ def guided_denoise(prior: DiffusionPrior, scheduler, x: torch.Tensor, energy: Co
         x = scheduler.add_noise(x, noise, timesteps[:1])
     product = ComposedEnergy([Term(prior)] + (energy.terms if energy is not None else []))
     history = []
-    for step, t in enumerate(tqdm(timesteps, desc="denoising", disable=not progress)):
+    for step, t in enumerate(progress_bar(timesteps, "denoising", disable=not progress)):
         record: dict = {"step": step, "t": int(t)}
         if mcmc is not None and step > 0:
             x, stats = mcmc.run(x, product, generator, t=t, step=step, **context)

@@ -1,1 +1,3 @@
-"""One module per experiment of the paper: data, generator and scorers wired to the consensus optimizers."""
+"""One package per experiment of the papers: its data, generator and scorers, wired to one consensus optimizer.
+Each package's docstring names its notebooks, the paper table it reproduces and the optimizer file behind it;
+no task imports another."""

@@ -1,0 +1,119 @@
+"""Every spread and interval the tables print, computed one way.
+
+- Over seeds: the mean and the *sample* standard deviation (ddof = 1), `mean_sd` / `summarize`; tables say so
+  with SD_NOTE. "Beats beyond the spread" (`beats`) means the gap of the means exceeds the sum of the two sds
+  (no overlap of mean ± sd).
+- Over items (problems, questions): percentile bootstrap intervals of a mean and of a paired difference
+  (scipy.stats.bootstrap, resampling items, seeded).
+- Success rates: the Wilson score interval; paired rows: the exact two-sided sign test on the discordant items
+  (scipy.stats.binomtest).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import scipy.stats
+
+SD_NOTE = "sd: sample standard deviation over seeds (ddof = 1)"
+
+
+@dataclass(frozen=True)
+class MeanSD:
+    mean: float
+    sd: float  # NaN for a single value: one seed has no spread
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3g} ± {self.sd:.2g}"
+
+
+def mean_sd(values: Iterable[float]) -> MeanSD:
+    """Mean and sample standard deviation (ddof = 1) of per-seed values."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        raise ValueError("mean_sd of no values: every row needs at least one seed")
+    return MeanSD(float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan"), int(v.size))
+
+
+def summarize(rows: Sequence[dict], by: str | Sequence[str], keys: Sequence[str], scale: float = 1.0,
+              sd_suffix: str = "_sd") -> list[dict]:
+    """One row per group of `rows` (grouped on the `by` column(s), in first-seen order): the group's columns,
+    `seeds` (how many rows), and for each key its mean and sd over the group (columns `key` and `key + sd_suffix`),
+    times `scale`. Rows missing a key (or holding None there) are left out of that key's statistics."""
+    by = [by] if isinstance(by, str) else list(by)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[b] for b in by), []).append(r)
+    out = []
+    for key_values, members in groups.items():
+        row = dict(zip(by, key_values), seeds=len(members))
+        for k in keys:
+            values = [scale * m[k] for m in members if m.get(k) is not None]
+            stats = mean_sd(values) if values else MeanSD(float("nan"), float("nan"), 0)
+            row[k], row[k + sd_suffix] = stats.mean, stats.sd
+        out.append(row)
+    return out
+
+
+def beats(a: float, a_sd: float, b: float, b_sd: float, lower_is_better: bool = False) -> bool:
+    """Whether `a` beats `b` by more than the sum of their sds (mean ± sd do not overlap). NaN sds (one seed)
+    never count as beating."""
+    gap = (b - a) if lower_is_better else (a - b)
+    spread = a_sd + b_sd
+    return bool(math.isfinite(spread) and gap > spread)
+
+
+def bootstrap_interval(values: Sequence[float], seed: int = 0, resamples: int = 2000,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over items (resampling items)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        raise ValueError(f"a bootstrap interval needs at least 2 items, got {values.size}")
+    if np.all(values == values[0]):  # no spread: scipy warns of a degenerate distribution; the interval is a point
+        return float(values[0]), float(values[0])
+    ci = scipy.stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=level,
+                               method="percentile", rng=np.random.default_rng(seed), vectorized=True).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float], seed: int = 0, resamples: int = 2000,
+                    level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean(a - b) over the same items (paired)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same items, got {a.shape} and {b.shape}")
+    return bootstrap_interval(a - b, seed, resamples, level)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success rate (scipy's); NaN for no trials."""
+    if n == 0:
+        return float("nan"), float("nan")
+    ci = scipy.stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def sign_test(only_a: int, only_b: int) -> float:
+    """Exact two-sided sign test p-value on the discordant pairs (items only a solves vs only b solves)."""
+    return float(scipy.stats.binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float], seed: int = 0, resamples: int = 2000,
+                     level: float = 0.95) -> tuple[float, float, float]:
+    """(Spearman ρ, low, high): ρ of paired items and its percentile bootstrap interval (resampling the pairs)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.size < 3:
+        raise ValueError(f"a rank correlation needs at least 3 paired items, got {x.shape} and {y.shape}")
+    rho = float(scipy.stats.spearmanr(x, y).statistic)
+
+    def statistic(a, b):
+        r = scipy.stats.spearmanr(a, b).statistic
+        return 0.0 if not np.isfinite(r) else r  # a resample with a constant column has no ranking: count it as 0
+
+    ci = scipy.stats.bootstrap((x, y), statistic, paired=True, vectorized=False, n_resamples=resamples,
+                               confidence_level=level, method="percentile",
+                               rng=np.random.default_rng(seed)).confidence_interval
+    return rho, float(ci.low), float(ci.high)

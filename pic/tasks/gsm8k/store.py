@@ -1,0 +1,128 @@
+"""The resumable record store of the GSM8K evaluations and the fingerprint of what its records depend on.
+
+Records are appended per chunk of problems to a JSONL file whose first line holds the run's fingerprint. A file
+written under another fingerprint (other settings, seed, problems, code, library versions, numeric path or thread
+count) is set aside as *.previous.jsonl, never mixed in. A run recomputes from scratch unless asked to resume an
+interrupted run, and says how many records it reused when it does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, is_dataclass
+from importlib import metadata
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2]  # pic/
+LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf", "peft", "numpy", "scipy", "scikit-learn",
+             "sentence-transformers")
+
+
+def code_hash(root: Path = PACKAGE) -> str:
+    """sha256 (16 hex digits) over every file under pic/ (path and bytes; caches excluded): the energy, the
+    optimizers, the loaders and this task's code."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def problems_hash(problems) -> str:
+    """sha256 (16 hex digits) of the problems' ids, question texts and reference solutions, in order."""
+    h = hashlib.sha256()
+    for p in problems:
+        h.update(f"{p.id}\0{p.question}\0{p.solution}\0".encode())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(settings, seed: int, profile: str, problems, numerics: dict, **extra) -> dict:
+    """What stored records depend on: the settings, seed, profile, the problems' texts, the numeric path (dtype,
+    pinned kernels, thread count: pic.lm.numerics), every file under pic/, the library versions, and `extra`
+    (e.g. the checkpoints' sha256)."""
+    return {"settings": asdict(settings) if is_dataclass(settings) else dict(settings), "seed": seed,
+            "profile": profile, "problems": problems_hash(problems), "numerics": dict(numerics),
+            "code": code_hash(), "libraries": library_versions(), **extra}
+
+
+class ResultStore:
+    """Per-problem records in a JSONL file, keyed by (problem id, configuration), under a fingerprint."""
+
+    def __init__(self, path: str | Path, fingerprint: dict):
+        self.path, self.fingerprint = Path(path), json.loads(json.dumps(fingerprint, sort_keys=True))
+        self.reused = 0  # records found on disk by the last `load(resume=True)`
+
+    def start(self, resume: bool) -> dict[tuple[str, str], dict]:
+        """The records to continue from: those of an interrupted run with this fingerprint when `resume`, else
+        none (an existing file is set aside first, so the run recomputes everything)."""
+        if not resume and self.path.exists():
+            self.path.replace(self.path.with_suffix(".previous.jsonl"))
+        records = self.load()
+        self.reused = len(records)
+        return records
+
+    def load(self) -> dict[tuple[str, str], dict]:
+        if not self.path.exists():
+            return {}
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            header = {}
+        if header.get("fingerprint") != self.fingerprint:
+            self.path.replace(self.path.with_suffix(".previous.jsonl"))
+            return {}
+        records = {}
+        for line in lines[1:]:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill mid-write; its chunk is redone
+                continue
+            records.setdefault((r["problem"], r["config"]), r)
+        return records
+
+    def append(self, records: list[dict]) -> None:
+        new = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            if new:
+                f.write(json.dumps({"fingerprint": self.fingerprint}, sort_keys=True) + "\n")
+            elif self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
+                f.write("\n")  # end a line cut by a kill, so the next record starts clean
+            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def run_chunks(run_chunk, configs: list[str], problems, store: ResultStore, *, chunk_size: int, resume: bool,
+               on_chunk=None, log=print) -> dict[tuple[str, str], dict]:
+    """Every chunk of problems not complete in the store is (re)run with `run_chunk(chunk, index) -> records` and
+    appended; returns all records. With `resume`, complete chunks of an interrupted run are reused (and said so)."""
+    import time
+
+    done = store.start(resume)
+    chunks = [problems[i:i + chunk_size] for i in range(0, len(problems), chunk_size)]
+    reused = 0
+    for index, chunk in enumerate(chunks):
+        if all((p.id, c) in done for p in chunk for c in configs):
+            reused += len(chunk) * len(configs)
+            continue
+        start = time.perf_counter()
+        store.append(run_chunk(chunk, index))
+        if log:
+            log(f"chunk {index + 1}/{len(chunks)}: {len(chunk)} problems in {time.perf_counter() - start:.0f} s")
+        if on_chunk is not None:
+            on_chunk(index)
+    if log and resume:
+        log(f"resumed: reused {reused} records of {len(problems) * len(configs)} from {store.path.name}")
+    return store.load()

@@ -1,0 +1,57 @@
+"""Experiment 2's plumbing: the re-implemented top layer of MiniLM is MiniLM's, the text tasks split by problem,
+and RegMean's Grams name the trained weights."""
+import pytest
+import torch
+
+from pic import merging
+from pic.tasks.merging import text_tasks as tt
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return tt.load_minilm()
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return tt.load_tasks()
+
+
+def test_top_layer_reproduces_minilm(minilm):
+    tokenizer, model = minilm
+    texts = ["what color is the circle?", "Henrik saw a 3 metre shark with two marks of 15 cm each."]
+    layer = tt.TopLayer(tt.base_weights(model), {"x": 2})
+    encoded = tt.encode(tokenizer, model, texts)
+    with torch.no_grad():
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=tt.MAX_TOKENS, return_tensors="pt")
+        hidden = model(**batch).last_hidden_state
+        m = batch["attention_mask"].unsqueeze(-1).float()
+        expected = (hidden * m).sum(1) / m.sum(1)
+    assert torch.allclose(layer(encoded.hidden, encoded.mask), expected, atol=1e-5)
+
+
+def test_text_tasks_split_by_problem_so_test_problems_are_unseen(tasks):
+    assert list(tasks) == list(tt.TASKS)
+    language = tasks["language"]
+    assert language.texts is tasks["money"].texts  # two labellings of the same texts share one encoding
+    split_of = {}
+    for split in tt.SPLITS:
+        for row in language.rows(split).tolist():
+            split_of.setdefault(row % 100, set()).add(split)  # rows run problem-major within each language
+    assert all(len(s) == 1 for s in split_of.values())
+    assert set(language.labels.tolist()) == set(range(len(tt.LANGUAGES)))
+    kind = tasks["vqa_kind"]
+    assert not set(kind.rows("train").tolist()) & set(kind.rows("test").tolist())
+    assert set(kind.labels.tolist()) == {0, 1, 2}
+
+
+def test_regmean_merges_the_trained_weights_from_layer_grams(minilm, tasks):
+    tokenizer, model = minilm
+    base = tt.base_weights(model)
+    layer = tt.TopLayer(base, {"vqa_kind": 3})
+    encoded = tt.encode(tokenizer, model, tasks["vqa_kind"].texts[:20])
+    grams = tt.layer_grams(layer, encoded, torch.arange(20))
+    assert {f"{g}.weight" for g in grams} <= set(tt.TRAINED)
+    same = {k: base[k] for k in tt.TRAINED}
+    merged = merging.regmean({"a": same, "b": same}, {"a": grams, "b": grams}, 0.9)
+    assert all(torch.allclose(merged[k], same[k], atol=1e-5) for k in tt.TRAINED)
