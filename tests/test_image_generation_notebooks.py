@@ -30,11 +30,11 @@ def test_a_smoke_run_of_the_experiment_samples_every_row_and_checks_every_claim(
 
 
 def test_a_smoke_run_of_the_training_notebook_writes_no_checkpoint(tmp_path):
-    pins = {name: assets.read_pin(path) for name, path in ig.CHECKPOINTS.items()}
+    pins = {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()}
     results = run_smoke("10_train_image_models", tmp_path)
     assert {r["sweep"] for r in results["tables"]["guidance_selection"]} == {
         "clip", "cls", "cls_free", "combination_scale", "mcmc_step_scale"}
-    assert {name: assets.read_pin(path) for name, path in ig.CHECKPOINTS.items()} == pins
+    assert {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()} == pins
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_the_claims_table_reports_the_comparison_as_it_came_out(committed):
 
 def test_the_guidance_weights_are_the_validation_choice_stored_with_the_generator(committed):
     results, _ = committed
-    guidance = json.loads(ig.checkpoint_metadata("generator")["guidance"])
+    guidance = json.loads(checkpoints.metadata("generator")["guidance"])
     p = results["meta"]["parameters"]
     assert p["weights"] is None and p["combination_scale"] is None  # the notebook's defaults: read from 10
     assert p["guidance_used"] == guidance
