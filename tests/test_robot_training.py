@@ -68,3 +68,28 @@ def test_training_on_the_one_fit_loop_gives_the_weights_of_the_loop_it_replaced(
     assert not ours.training
     init = model_at(text_encoder).trainable_state()
     assert any(not torch.equal(a[k], init[k]) for k in a)  # it trained
+
+
+def test_only_a_retrain_at_a_saving_profile_writes_the_committed_checkpoints(text_encoder, monkeypatch):
+    import pic.tasks.robot as robot
+    from pic.tasks.robot import checkpoints
+    from pic.tasks.robot.training import CameraModels, write_checkpoints
+
+    written = []
+    monkeypatch.setattr(checkpoints, "save", lambda model, view, *args: written.append(view) or view)
+    rows = [{"camera": "front", "all": 0.9}]
+    trained = CameraModels({"front": model_at(text_encoder)}, {"front": [1.0, 0.5]}, {"front": 1.0}, trained=True)
+    loaded = CameraModels(trained.models, {}, {}, trained=False)
+    assert write_checkpoints(trained, rows, robot.load("smoke", training=True)) == []
+    assert write_checkpoints(loaded, rows, robot.load("local", training=True)) == []
+    assert write_checkpoints(trained, rows, robot.load("local", training=True)) == ["front"] == written
+
+
+def test_profile_sizes_live_in_the_package_and_given_values_override_them():
+    import pic.tasks.robot as robot
+
+    assert robot.load("local", training=True).n_train == 6000
+    assert robot.load("smoke", training=True, epochs=3, n_train=None).epochs == 3
+    local = robot.load("local", n_episodes=5)
+    assert local.n_episodes == 5 and local.pairs and local.planner.rounds == 2
+    assert local.episode_seeds(1) == [100_000 + i for i in range(5)]

@@ -1,7 +1,7 @@
 """The robot task's checkpoints: the only place their file names appear. One relation CLIP per camera,
 data/robot/relation_clip_<camera>.safetensors (its trained weights only, the frozen MiniLM aside; width,
-feature_dim, the held-out balanced accuracy and the epoch losses in the metadata), written by notebooks/40_train_relation_scorer.ipynb
-and read by 41 through pic.assets (safetensors + sha256 pin; never pickle).
+feature_dim, the held-out balanced accuracy and the epoch losses in the metadata), written by
+notebooks/40_train_relation_scorer.ipynb and read by 40 and 41 through pic.assets (safetensors + sha256 pin).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Table 4: robot manipulation by consensus of a planner/world model with scorers from several camera views.
+"""The consensus step of Table 4: a planner/world model proposes, scorers from several camera views judge.
 
 Generator: MPC with a world model. At every step the planner proposes candidate pick-and-place actions (random
 shooting, then CEM-style rounds around the best ones via pic.optim.rerank_rounds), predicts each outcome with the
@@ -8,7 +8,8 @@ a pic.energy.Scorer on that camera's predicted image. The action executed by the
 energies (pic.optim.select_argmin); closed loop for up to `max_steps` steps, and "leave it" is always a candidate.
 
 Rows that reach the same state see the same candidates, so predictions, renders and per-view energies are cached
-per (state, action); the cache is what keeps sixteen rows of fifty episodes within minutes on two cores.
+per (state, action); the cache is what keeps sixteen rows of fifty episodes within minutes on two cores. Running
+every row on the same episodes is episodes.run_table.
 """
 from __future__ import annotations
 

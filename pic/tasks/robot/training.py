@@ -1,8 +1,10 @@
 """Training data and training loop of the per-camera relation scorers (notebook 40_train_relation_scorer).
 
 Data: random arrangements of 3 cubes (each cube beside an earlier one with probability 0.6, and half of the
-scenes with one cube resting on another), rendered from every camera, labelled with the truth of every caption "the <a> cube is <relation> the <b> cube" computed from the
-simulator's poses. Only captions about two cubes that are in the scene count in the loss and the accuracy.
+scenes with one cube resting on another), rendered from every camera, labelled with the truth of every caption
+"the <a> cube is <relation> the <b> cube" computed from the simulator's poses. Only captions about two cubes that
+are in the scene count in the loss and the accuracy. Training runs on pic.train.fit; `train_or_load` is 40's
+`retrain` switch (train here, or load the committed checkpoints through checkpoints.py).
 """
 from __future__ import annotations
 
