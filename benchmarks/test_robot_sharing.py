@@ -13,7 +13,9 @@ import torch
 
 from pic.models.efficientnet import EfficientNetLite0Features
 from pic.tasks.robot.feature_distance import EfficientNetLite0Maps, FeatureMapDistance
-from pic.tasks.robot.planner import PlannerSettings, Row, run_table, table_rows
+from pic.tasks.robot.episodes import run_table
+from pic.tasks.robot.planner import PlannerSettings
+from pic.tasks.robot.table import Row, table_rows
 from pic.tasks.robot.scorers import image_scorers, text_scorers
 from pic.tasks.robot.sim import VIEWS, TabletopWorld
 

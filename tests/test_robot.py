@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from pic import ComposedEnergy, FunctionScorer, Scorer
-from pic.tasks.robot.planner import (PlannerSettings, Row, ViewScorer, WorldModel, run_episode, run_table, success_rows,
-                             table_rows, wilson_interval)
+from pic.stats import wilson_interval
+from pic.tasks.robot.episodes import run_table
+from pic.tasks.robot.planner import PlannerSettings, ViewScorer, WorldModel, run_episode
+from pic.tasks.robot.table import Row, success_rows, table_rows
 from pic.tasks.robot.scenes import make_episode, propose_actions
 from pic.tasks.robot.sim import NO_OP, VIEWS, ExecutionResult, TabletopWorld
 

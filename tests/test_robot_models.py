@@ -10,7 +10,8 @@ from pic.models.hub_clip import PAPER_CLIP, HubClip, load_hub_clip
 from pic.tasks.robot.relation_clip import ConvTower, RelationClip, sigmoid_clip_loss
 from pic.models.text_encoder import FrozenTextEncoder
 from pic.tasks.robot.goals import RelationGoal
-from pic.tasks.robot.scorers import HubClipScorer, image_scorers, load_relation_clip, relation_checkpoint, text_scorers
+from pic.tasks.robot import checkpoints
+from pic.tasks.robot.scorers import HubClipScorer, image_scorers, text_scorers
 from pic.tasks.robot.sim import TABLE_TOP, VIEWS, Placement, TabletopWorld
 from pic.tasks.robot.training import CAPTIONS
 
@@ -65,7 +66,7 @@ def _scene(world, goal: RelationGoal, holds: bool):
     return snap
 
 
-@pytest.mark.skipif(read_pin(relation_checkpoint("front")) is None, reason="no committed relation checkpoints")
+@pytest.mark.skipif(read_pin(checkpoints.name("front")) is None, reason="no committed relation checkpoints")
 @pytest.mark.parametrize("relation", ["left", "right", "front", "behind", "on"])
 def test_the_summed_committed_relation_scorers_prefer_the_scene_where_the_goal_holds(relation, world, text_encoder):
     scorers = text_scorers("local")
@@ -80,11 +81,11 @@ def test_the_summed_committed_relation_scorers_prefer_the_scene_where_the_goal_h
 
 def test_committed_relation_checkpoints_are_small_and_record_their_accuracy(text_encoder):
     for view in VIEWS:
-        pin = read_pin(relation_checkpoint(view))
+        pin = read_pin(checkpoints.name(view))
         if pin is None:
             pytest.skip("no committed relation checkpoints")
         assert pin["bytes"] < 4_000_000 and pin["produced_by"] == "40_train_relation_scorer.ipynb"
-        assert isinstance(load_relation_clip(view, text_encoder), RelationClip)
+        assert isinstance(checkpoints.load(view, text_encoder), RelationClip)
 
 
 def test_feature_distance_is_zero_at_the_goal_and_grows_as_a_cube_moves_away(world):

@@ -8,6 +8,8 @@ from pathlib import Path
 import papermill
 import pytest
 
+from pic.report import run_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "figures" / "41_robot_manipulation" / "results.json"
 
@@ -22,7 +24,8 @@ def test_a_smoke_run_fills_every_row_of_the_table(tmp_path):
                                parameters={"profile": "smoke", "seed": 1}, kernel_name="python3",
                                cwd=str(ROOT / "notebooks"), progress_bar=False)
     seconds = time.perf_counter() - start
-    results = json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / "41_robot_manipulation" / "smoke" /
+    folder = run_folder("smoke", {"seed": 1})  # a non-default seed writes to its own run folder
+    results = json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / "41_robot_manipulation" / folder /
                           "results.json").read_text())
     rows = rows_of(results)
     assert {g for g, _ in rows} == {"text", "image"} and len(rows) == 10

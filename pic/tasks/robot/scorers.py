@@ -13,38 +13,17 @@ from typing import Callable
 
 import torch
 
-from pic.assets import load_checkpoint, save_checkpoint
 from pic.energy import Scorer
 from pic.models.clip_style import ClipStyleScorer
 from pic.models.efficientnet import EfficientNetLite0Features
 from pic.tasks.robot.feature_distance import EfficientNetLite0Maps, FeatureMapDistance
 from pic.models.hub_clip import PAPER_CLIP, HubClip, load_hub_clip
+from pic.tasks.robot import checkpoints
 from pic.tasks.robot.relation_clip import RelationClip
 from pic.models.text_encoder import FrozenTextEncoder
 from pic.tasks.robot.sim import VIEWS
 
-TRAINING_NOTEBOOK = "40_train_relation_scorer.ipynb"
 FEATURE_BLOCKS = 6  # EfficientNet-Lite0 blocks kept for the image-goal distance (stride 16: a 4x4 map at 64 px)
-
-
-def relation_checkpoint(view: str) -> str:
-    return f"robot/relation_clip_{view}.safetensors"
-
-
-def save_relation_clip(model: RelationClip, view: str, width: int, feature_dim: int, accuracy: float) -> None:
-    save_checkpoint(model.trainable_state(), relation_checkpoint(view), produced_by=TRAINING_NOTEBOOK,
-                    metadata={"view": view, "width": str(width), "feature_dim": str(feature_dim),
-                              "held_out_balanced_accuracy": f"{accuracy:.4f}"})
-
-
-def load_relation_clip(view: str, text_encoder: FrozenTextEncoder) -> RelationClip:
-    tensors, meta = load_checkpoint(relation_checkpoint(view))
-    model = RelationClip(text_encoder, width=int(meta["width"]), feature_dim=int(meta["feature_dim"]))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{relation_checkpoint(view)} does not fit RelationClip: missing {missing}, "
-                         f"unexpected {unexpected}; rerun {TRAINING_NOTEBOOK}")
-    return model.eval().requires_grad_(False)
 
 
 def text_scorers(profile: str, seed: int = 0, hub_id: str = PAPER_CLIP) -> dict[str, Scorer]:
@@ -57,7 +36,7 @@ def text_scorers(profile: str, seed: int = 0, hub_id: str = PAPER_CLIP) -> dict[
         torch.manual_seed(seed)
         models = {v: RelationClip(text, width=8, feature_dim=32).eval().requires_grad_(False) for v in VIEWS}
     else:
-        models = {v: load_relation_clip(v, text) for v in VIEWS}
+        models = {v: checkpoints.load(v, text) for v in VIEWS}
     return {v: ClipStyleScorer(m.image, m.text, name=v) for v, m in models.items()}
 
 

@@ -1,17 +1,23 @@
 """Training data and training loop of the per-camera relation scorers (notebook 40_train_relation_scorer).
 
 Data: random arrangements of 3 cubes (each cube beside an earlier one with probability 0.6, and half of the
-scenes with one cube resting on another), rendered from every camera, labelled with the truth of every caption "the <a> cube is <relation> the <b> cube" computed from the
-simulator's poses. Only captions about two cubes that are in the scene count in the loss and the accuracy.
+scenes with one cube resting on another), rendered from every camera, labelled with the truth of every caption
+"the <a> cube is <relation> the <b> cube" computed from the simulator's poses. Only captions about two cubes that
+are in the scene count in the loss and the accuracy. Training runs on pic.train.fit; `train_or_load` is 40's
+`retrain` switch (train here, or load the committed checkpoints through checkpoints.py).
 """
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from pic.models.text_encoder import FrozenTextEncoder
+from pic.train import batches_per_epoch, epoch_batches, fit, one_cycle
+from pic.tasks.robot import checkpoints
 from pic.tasks.robot.relation_clip import RelationClip, sigmoid_clip_loss
 from pic.tasks.robot.goals import RELATIONS, RelationGoal, relation_holds
 from pic.tasks.robot.scenes import sample_layout
@@ -60,32 +66,80 @@ def render_relation_data(world: TabletopWorld, n: int, seed: int, p_stack: float
 
 def train_relation_clip(model: RelationClip, data: RelationData, v: int, epochs: int, batch_size: int = 128,
                         lr: float = 2e-3, seed: int = 0, log=None) -> list[float]:
-    """AdamW on the sigmoid CLIP loss for camera `v`; returns the mean loss of each epoch."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    steps = epochs * ((len(data) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    """pic.train.fit (AdamW, one-cycle) on the sigmoid CLIP loss for camera `v`; returns the mean loss of each
+    epoch. One generator orders the batches and draws the augmentation, interleaved as fit consumes them."""
     gen = torch.Generator().manual_seed(seed)
     positives = (data.truth & data.mask).sum(0).float()
     pos_weight = ((data.mask.sum(0) - positives) / positives.clamp_min(1)).clamp(1.0, 20.0)  # balance each caption
-    history = []
-    model.train()
-    for epoch in range(epochs):
-        order, total = torch.randperm(len(data), generator=gen), 0.0
-        for start in range(0, len(data), batch_size):
-            idx = order[start:start + batch_size]
-            images = augment(data.view(v, idx), gen)
-            loss = sigmoid_clip_loss(model.logits(images, CAPTIONS), data.truth[idx], data.mask[idx], pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(data))
-        if log:
-            log(f"view {VIEWS[v]} epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
-    model.eval()
-    return history
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        images = augment(data.view(v, idx), gen)
+        return sigmoid_clip_loss(model.logits(images, CAPTIONS), data.truth[idx], data.mask[idx], pos_weight)
+
+    steps = epochs * batches_per_epoch(len(data), batch_size)
+    return fit(model, batch_loss, epoch_batches(len(data), batch_size, epochs, gen), lr=lr, weight_decay=1e-4,
+               schedule=one_cycle(steps, pct_start=0.15), desc=f"view {VIEWS[v]}" if log else None,
+               log=log).losses
+
+
+@dataclass
+class CameraModels:
+    """One relation CLIP per camera, with the mean loss of each training epoch and the training seconds (empty
+    when loaded: the committed checkpoints' loss logs, where stored, are in `losses`)."""
+
+    models: dict[str, RelationClip]
+    losses: dict[str, list[float]]
+    seconds: dict[str, float]
+    trained: bool
+
+    def summary(self) -> list[str]:
+        if self.trained:
+            return [f"{v}: loss {h[0]:.3f} -> {h[-1]:.3f} in {self.seconds[v]:.0f} s" for v, h in self.losses.items()]
+        return [f"{v}: loaded data/{checkpoints.name(v)}" + (f" (trained to loss {self.losses[v][-1]:.3f})"
+                                                              if self.losses.get(v) else "") for v in self.models]
+
+
+def train_per_camera(text: FrozenTextEncoder, data: RelationData, epochs: int, width: int, feature_dim: int,
+                     seed: int) -> CameraModels:
+    """One relation CLIP per camera, initialised from torch's generator at seed + camera index, its text projection
+    whitened on the captions, trained with seed + camera index."""
+    out = CameraModels({}, {}, {}, trained=True)
+    for v, view in enumerate(VIEWS):
+        torch.manual_seed(seed + v)
+        model = RelationClip(text, width=width, feature_dim=feature_dim)
+        model.text.whiten(CAPTIONS)
+        start = time.perf_counter()
+        out.losses[view] = train_relation_clip(model, data, v, epochs=epochs, seed=seed + v)
+        out.seconds[view] = time.perf_counter() - start
+        out.models[view] = model
+    return out
+
+
+def train_or_load(text: FrozenTextEncoder, data: RelationData, settings, seed: int, retrain: bool) -> CameraModels:
+    """retrain: train_per_camera at the settings' sizes (TrainingSettings); otherwise the committed checkpoints."""
+    if retrain:
+        return train_per_camera(text, data, settings.epochs, settings.width, settings.feature_dim, seed)
+    return CameraModels({v: checkpoints.load(v, text) for v in VIEWS}, {v: checkpoints.losses(v) for v in VIEWS},
+                        {}, trained=False)
+
+
+def accuracy_rows(cameras: CameraModels, test: RelationData) -> list[dict]:
+    """Per camera: held-out balanced accuracy per relation and overall, and the number of trained weights."""
+    rows = []
+    for v, view in enumerate(VIEWS):
+        acc = relation_accuracy(caption_logits(cameras.models[view], test, v), test)
+        params = sum(t.numel() for t in cameras.models[view].trainable_state().values())
+        rows.append({"camera": view, **acc, "params": params})
+    return rows
+
+
+def write_checkpoints(cameras: CameraModels, rows: list[dict], settings) -> list[str]:
+    """Writes and pins each camera's checkpoint when these models were trained here at a profile that saves
+    (local, paper); returns the names written (none for loaded models or a smoke run)."""
+    if not (cameras.trained and settings.save):
+        return []
+    return [checkpoints.save(cameras.models[r["camera"]], r["camera"], settings.width, settings.feature_dim, r["all"],
+                             cameras.losses[r["camera"]]) for r in rows]
 
 
 def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
