@@ -26,20 +26,24 @@ def reference_name(seed: int) -> str:
     return f"visual_qa/reference_seed{seed}.safetensors"
 
 
-def available_seeds(kind: str) -> list[int]:
-    """The model seeds with a pinned checkpoint of this kind ('scorer_<tower>' or 'reference')."""
-    found = DATA_DIR.glob(f"visual_qa/{kind}_seed*.safetensors.pin.json")
-    return sorted(int(p.name.split("_seed")[1].split(".")[0]) for p in found)
+def committed_seeds() -> list[int]:
+    """The model seeds with a pinned checkpoint of every kind (the three scorers and the reference)."""
+    pins = [p.name.removesuffix(".safetensors.pin.json") for p in DATA_DIR.glob("visual_qa/*.safetensors.pin.json")]
+    by_kind: dict[str, set[int]] = {kind: set() for kind in KINDS}
+    for kind, _, seed in (name.rpartition("_seed") for name in pins):
+        if kind in by_kind and seed.isdigit():
+            by_kind[kind].add(int(seed))
+    return sorted(set.intersection(*by_kind.values()))
 
 
 def check_seeds(seeds: Sequence[int]) -> None:
     """Refuses, before any work, model seeds that lack a committed checkpoint of any kind, naming those that exist."""
-    for kind in KINDS:
-        have = available_seeds(kind)
-        missing = [s for s in seeds if s not in have]
-        if missing:
-            raise AssetError(f"no committed {kind} checkpoint for model seed(s) {missing}; seeds with one: {have} "
-                             f"(model_seeds picks among them; `python -m pic.reproduce --train 20` trains others)")
+    have = committed_seeds()
+    missing = [s for s in seeds if s not in have]
+    if missing:
+        raise AssetError(f"no committed Table 2 checkpoints (scorers {', '.join(TOWERS)} and reference) for model "
+                         f"seed(s) {missing}; seeds with one: {have} (model_seeds picks among them; "
+                         f"`python -m pic.reproduce --train 20` trains others)")
 
 
 def save_scorer(model, tower: str, seed: int, metadata: dict[str, str]) -> None:
