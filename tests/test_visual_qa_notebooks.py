@@ -7,27 +7,34 @@ from pathlib import Path
 import papermill
 import pytest
 
+from pic.report import SAME_OUTPUTS, run_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "figures" / "21_visual_qa" / "results.json"
 
 
-def run_smoke(notebook, tmp_path):
+def run_smoke(notebook, tmp_path, **parameters):
     papermill.execute_notebook(str(ROOT / "notebooks" / notebook), str(tmp_path / notebook),
-                               parameters={"profile": "smoke", "seed": 0}, kernel_name="python3",
+                               parameters={"profile": "smoke", **parameters}, kernel_name="python3",
                                cwd=str(ROOT / "notebooks"), progress_bar=False)
     stem = notebook.removesuffix(".ipynb")
-    return json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / stem / "smoke" / "results.json").read_text())
+    folder = run_folder("smoke", {k: v for k, v in parameters.items() if k not in SAME_OUTPUTS})
+    return json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / stem / folder / "results.json").read_text())
 
 
-def test_a_smoke_run_of_the_training_notebook_trains_every_tower_and_writes_no_checkpoint(tmp_path):
-    before = sorted((ROOT / "data" / "visual_qa").glob("*"))
-    results = run_smoke("20_train_vqa_scorers.ipynb", tmp_path)
+@pytest.mark.parametrize("retrain", [True, False])
+def test_a_smoke_run_of_the_training_notebook_trains_or_loads_every_tower_and_writes_no_checkpoint(tmp_path, retrain):
+    before = {p: p.read_bytes() for p in sorted((ROOT / "data" / "visual_qa").glob("*"))}
+    results = run_smoke("20_train_vqa_scorers.ipynb", tmp_path, retrain=retrain)
     assert {r["tower"] for r in results["tables"]["scorer_retrieval"]} == {"lit", "cnn", "coarse"}
-    assert sorted((ROOT / "data" / "visual_qa").glob("*")) == before
+    assert len(results["tables"]["reference_accuracy"]) == 1
+    assert {p: p.read_bytes() for p in sorted((ROOT / "data" / "visual_qa").glob("*"))} == before
 
 
-def test_a_smoke_run_answers_with_every_row_of_table_2(tmp_path):
-    results = run_smoke("21_visual_qa.ipynb", tmp_path)
+def test_a_smoke_run_with_another_experiment_seed_answers_with_every_row_of_table_2(tmp_path):
+    """The experiment's seed is not the models' seed: seed 3 draws its own questions and loads model seed 0."""
+    results = run_smoke("21_visual_qa.ipynb", tmp_path, seed=3)
+    assert results["meta"]["parameters"]["model_seeds"] == [0]
     rows = {r["row"] for r in results["tables"]["accuracy"]}
     assert {"LM alone", "LM + lit", "LM + cnn + coarse", "LM + lit + cnn + coarse", "answer-level rerank, all scorers",
             "supervised reference (trained on QA pairs)"} <= rows

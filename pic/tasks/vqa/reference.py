@@ -9,9 +9,9 @@ from typing import Sequence
 
 import torch
 
-from pic.assets import load_checkpoint, save_checkpoint
 from pic.models.efficientnet import FEATURE_DIM
-from pic.tasks.vqa.scorers import TRAINING_NOTEBOOK, minibatch_training
+from pic.tasks.vqa.scorers import minibatch_training
+from pic.train import FitLog
 
 
 class QAClassifier(torch.nn.Module):
@@ -31,7 +31,7 @@ class QAClassifier(torch.nn.Module):
 
 def train_reference(model: QAClassifier, features: torch.Tensor, questions: torch.Tensor, image_index: torch.Tensor,
                     answers: torch.Tensor, *, epochs: int, seed: int, lr: float = 3e-3,
-                    batch_size: int = 256) -> tuple[list[float], float]:
+                    batch_size: int = 256) -> FitLog:
     """Cross-entropy training on (image_index -> image features, question embedding, answer index) triples."""
     def batch_loss(idx):
         return torch.nn.functional.cross_entropy(model(features[image_index[idx]], questions[idx]), answers[idx])
@@ -40,7 +40,7 @@ def train_reference(model: QAClassifier, features: torch.Tensor, questions: torc
     log = minibatch_training(list(model.parameters()), len(answers), batch_loss, epochs=epochs, seed=seed, lr=lr,
                              batch_size=batch_size)
     model.eval()
-    return log.losses, log.seconds
+    return log
 
 
 @torch.no_grad()
@@ -52,20 +52,3 @@ def predict(model: QAClassifier, features: torch.Tensor, questions: torch.Tensor
         sl = slice(i, i + batch_size)
         out += model(features[image_index[sl]], questions[sl]).argmax(-1).tolist()
     return [vocabulary[a] for a in out]
-
-
-def checkpoint_name(seed: int) -> str:
-    return f"visual_qa/reference_seed{seed}.safetensors"
-
-
-def save_reference(model: QAClassifier, seed: int, vocabulary: Sequence[str], metadata: dict[str, str]) -> None:
-    save_checkpoint(model.state_dict(), checkpoint_name(seed), produced_by=TRAINING_NOTEBOOK,
-                    metadata={"vocabulary": ",".join(vocabulary), "seed": str(seed), **metadata})
-
-
-def load_reference(seed: int) -> tuple[QAClassifier, list[str]]:
-    tensors, meta = load_checkpoint(checkpoint_name(seed))
-    vocabulary = meta["vocabulary"].split(",")
-    model = QAClassifier(len(vocabulary))
-    model.load_state_dict(tensors)
-    return model.eval().requires_grad_(False), vocabulary

@@ -12,7 +12,6 @@ lacks (it is blind to negation) and yes/no questions need.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -20,16 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pic.assets import load_checkpoint, save_checkpoint
 from pic.models.clip_style import ClipStyleModel, contrastive_loss
 from pic.models.efficientnet import FEATURE_DIM, EfficientNetLite0Features
-from pic.tasks.vqa.feature_cache import CachedFeatures
-from pic.tasks.vqa.frame_scorer import FrameTextScorer, from_clip_style
 from pic.runtime import seed_everything
-from pic.tasks.vqa.data import COLORS, IMAGE_SIZE, SHAPES, YES_NO, claim_statement
+from pic.tasks.vqa.data import COLORS, SHAPES, YES_NO, claim_statement
+from pic.tasks.vqa.feature_cache import CachedFeatures
+from pic.train import FitLog, batches_per_epoch, epoch_batches, fit, one_cycle
 
 TOWERS = ("lit", "cnn", "coarse")
-TRAINING_NOTEBOOK = "20_train_vqa_scorers.ipynb"
 LIT_SIZE = 128  # EfficientNet-Lite0 input side for the 64x64 images (upsampled): cheaper than 224, same content
 
 
@@ -190,36 +187,19 @@ def trainable_state(model: ClipStyleModel, tower: str) -> dict[str, torch.Tensor
 
 # ---------------------------------------------------------------------------------------------- training
 
-@dataclass
-class TrainingLog:
-    losses: list[float]  # mean loss per epoch
-    seconds: float
-
-
 def minibatch_training(params, n: int, batch_loss: Callable[[torch.Tensor], torch.Tensor], *, epochs: int,
-                       seed: int, lr: float, batch_size: int) -> TrainingLog:
-    """AdamW with a one-cycle learning rate over shuffled minibatches of `n` examples; batch_loss(indices) -> loss."""
+                       seed: int, lr: float, batch_size: int) -> FitLog:
+    """AdamW (weight decay 1e-4) with a one-cycle learning rate over `epochs` shuffled passes of `n` examples
+    (pic.train.fit); batch_loss(indices) -> loss. Seeds Python, NumPy and torch first; the batch order comes from a
+    generator seeded the same."""
     gen = seed_everything(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * ((n + batch_size - 1) // batch_size))
-    start, losses = time.perf_counter(), []
-    for _ in range(epochs):
-        order, total = torch.randperm(n, generator=gen), 0.0
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            loss = batch_loss(idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / n)
-    return TrainingLog(losses, time.perf_counter() - start)
+    return fit(params, batch_loss, epoch_batches(n, batch_size, epochs, gen), lr=lr, weight_decay=1e-4,
+               schedule=one_cycle(epochs * batches_per_epoch(n, batch_size)))
 
 
 def train_caption_model(model: ClipStyleModel, inputs: torch.Tensor, color: torch.Tensor, shape: torch.Tensor,
                         text_embeddings: torch.Tensor, caps: Captions, *, epochs: int, seed: int,
-                        lr: float = 1e-2, batch_size: int = 128, on_features: bool = False) -> TrainingLog:
+                        lr: float = 1e-2, batch_size: int = 128, on_features: bool = False) -> FitLog:
     """Contrastive training against fixed caption embeddings [T, D]. `inputs` are images [N, 3, H, W] in [0, 1],
     or (on_features=True) precomputed tower features [N, F], in which case only the projection learns."""
     params = [p for n, p in model.named_parameters()
@@ -247,31 +227,3 @@ def embed(model: ClipStyleModel, inputs: torch.Tensor, on_features: bool = False
 def embed_all(model: ClipStyleModel, inputs: torch.Tensor, on_features: bool = False, batch_size: int = 512):
     model.eval()
     return torch.cat([embed(model, inputs[i:i + batch_size], on_features) for i in range(0, len(inputs), batch_size)])
-
-
-# ---------------------------------------------------------------------------------------------- checkpoints
-
-def checkpoint_name(tower: str, seed: int) -> str:
-    return f"visual_qa/scorer_{tower}_seed{seed}.safetensors"
-
-
-def save_scorer(model: ClipStyleModel, tower: str, seed: int, metadata: dict[str, str]) -> None:
-    save_checkpoint(trainable_state(model, tower), checkpoint_name(tower, seed), produced_by=TRAINING_NOTEBOOK,
-                    metadata={"tower": tower, "seed": str(seed), **metadata})
-
-
-def load_scorer_model(tower: str, seed: int) -> ClipStyleModel:
-    """A trained CLIP-style model from its committed, sha256-checked checkpoint."""
-    tensors, meta = load_checkpoint(checkpoint_name(tower, seed))
-    model = build_model(tower, width=int(meta.get("width", 16)))
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if unexpected or any(not k.startswith("image_tower.") or tower != "lit" for k in missing):
-        raise ValueError(f"checkpoint {checkpoint_name(tower, seed)} does not fit tower {tower!r}: "
-                         f"missing {missing}, unexpected {unexpected}")
-    return model.eval().requires_grad_(False)
-
-
-def load_scorer(tower: str, seed: int, text_encoder) -> FrameTextScorer:
-    """A committed scorer as a frame-text scorer named after its tower."""
-    return from_clip_style(load_scorer_model(tower, seed), text_encoder, name=tower, image_size=IMAGE_SIZE)
-
