@@ -189,3 +189,42 @@ def test_guidance_moves_samples_towards_lower_energy_at_high_and_low_noise(tiny_
     plain = scheduler.step(eps, t, x).prev_sample
     guided = scheduler.step(eps + sigma * 0.5 * grad, t, x).prev_sample
     assert ((guided - plain) * grad).flatten(1).sum(1).lt(0).all()  # the guided sample moved down the gradient
+
+
+def test_the_evaluation_net_trains_on_the_one_fit_loop_as_its_recipe_says_step_by_step():
+    """train_feature_net on pic.train.fit equals the recipe written out by hand: one generator orders the batches
+    (successive permutations) and draws the flips, AdamW with warm-up then cosine to 10 %, gradients clipped at 1."""
+    import torch.nn.functional as F
+
+    from pic.tasks.image import training
+
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1, torch.randint(0, 10, (40,), generator=g)
+    steps, batch, seed = 7, 16, 3
+    torch.manual_seed(0)
+    net = FeatureNet(10, widths=(4, 8), feature_dim=16)
+    by_hand = FeatureNet(10, widths=(4, 8), feature_dim=16)
+    by_hand.load_state_dict(net.state_dict())
+    log = training.train_feature_net(net, x, y, steps=steps, batch_size=batch, seed=seed, progress=False)
+
+    g, warmup = torch.Generator().manual_seed(seed), steps // 10 + 1
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(by_hand.parameters(), lr=2e-3, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (i + 1) / warmup if i < warmup else
+                                              0.1 + 0.45 * (1 + math.cos(math.pi * (i - warmup) / (steps - warmup))))
+    by_hand.train()
+    perm, pos, losses = torch.randperm(40, generator=g), 0, []
+    for _ in range(steps):
+        if pos + batch > 40:  # a permutation's short tail is dropped
+            perm, pos = torch.randperm(40, generator=g), 0
+        idx, pos = perm[pos:pos + batch], pos + batch
+        flip = torch.rand(batch, generator=g) < 0.5
+        xb = torch.where(flip[:, None, None, None], x[idx].flip(-1), x[idx])
+        loss = F.cross_entropy(by_hand(xb), y[idx], label_smoothing=0.05)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 1.0)
+        opt.step(), sched.step()
+        losses.append(float(loss))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), by_hand.state_dict().values()))
+    assert log.steps == steps and log.losses == pytest.approx([sum(losses) / steps], rel=1e-6)
