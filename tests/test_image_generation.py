@@ -15,6 +15,7 @@ from pic.tasks.image.feature_net import FeatureNet
 from pic.tasks.image.noise_aware import ClassifierScorer, NoiseAwareClassifier
 from pic.optim import DiffusionPrior, GuidanceDivergedError, guided_denoise
 from pic.tasks.image import data as fashion_mnist
+from pic.tasks.image import checkpoints, table
 from pic.tasks.image import generation as ig
 
 
@@ -127,18 +128,18 @@ def test_checkpoints_round_trip_through_safetensors_and_refuse_alteration(tmp_pa
 
     monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
     models = ig.new_models(FrozenTextEncoder(), "smoke", seed=0)
-    ig.save_models(models, {"generator": {"guidance": "{}"}})
-    loaded = ig.load_models(models.text_encoder)
+    checkpoints.save(models, {"generator": {"guidance": "{}"}})
+    loaded = checkpoints.load(models.text_encoder)
     x, t, y = torch.randn(2, 1, 28, 28), torch.tensor(10), torch.tensor([1, 2])
     torch.testing.assert_close(loaded.generator(x, t, y), models.generator(x, t, y))
     torch.testing.assert_close(loaded.eval_net(x), models.eval_net.eval()(x))
     torch.testing.assert_close(loaded.clip.embed_images(x, t=t), models.clip.embed_images(x, t=t))
-    (tmp_path / ig.CHECKPOINTS["eval_net"]).write_bytes(b"tampered")
+    (tmp_path / checkpoints.NAMES["eval_net"]).write_bytes(b"tampered")
     with pytest.raises(AssetError, match="refusing an altered or partial file.*10_train_image_models.ipynb"):
-        ig.load_models(models.text_encoder)
-    (tmp_path / ig.CHECKPOINTS["eval_net"]).unlink()
+        checkpoints.load(models.text_encoder)
+    (tmp_path / checkpoints.NAMES["eval_net"]).unlink()
     with pytest.raises(AssetError, match="missing.*notebooks/10_train_image_models.ipynb"):
-        ig.load_models(models.text_encoder)
+        checkpoints.load(models.text_encoder)
 
 
 def test_re_storing_the_guidance_keeps_the_generator_tensors_and_re_pins_the_file(tmp_path, monkeypatch):
@@ -146,12 +147,12 @@ def test_re_storing_the_guidance_keeps_the_generator_tensors_and_re_pins_the_fil
 
     monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
     models = ig.new_models(FrozenTextEncoder(), "smoke", seed=0)
-    ig.save_models(models, {"generator": {"guidance": "{}", "final_loss": "0.1"}})
-    before = ig.load_models(models.text_encoder).generator.state_dict()
-    ig.store_guidance({"clip": 3.0})
-    meta = ig.checkpoint_metadata("generator")  # verifies the new sha256 pin
+    checkpoints.save(models, {"generator": {"guidance": "{}", "final_loss": "0.1"}})
+    before = checkpoints.load(models.text_encoder).generator.state_dict()
+    checkpoints.store_guidance({"clip": 3.0})
+    meta = checkpoints.metadata("generator")  # verifies the new sha256 pin
     assert meta["guidance"] == '{"clip": 3.0}' and meta["final_loss"] == "0.1"
-    after = ig.load_models(models.text_encoder).generator.state_dict()
+    after = checkpoints.load(models.text_encoder).generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -166,11 +167,11 @@ def test_feature_net_features_feed_its_head():
 def test_seed_summaries_and_the_beyond_the_std_rule():
     rows = [{"fid": f, "kid": k, "kid_std": 0.001, "class_kid": k, "is": 5.0, "accuracy": a}
             for f, k, a in [(10, 0.010, 0.8), (11, 0.012, 0.9), (12, 0.014, 0.85)]]
-    s = ig.summarize(rows)
+    s = table.summarize(rows)
     assert math.isclose(s["kid_x1000"], 12.0) and math.isclose(s["kid_x1000_sd"], 2.0) and s["kid_subset_sd"] == 1.0
     better = dict(s, kid_x1000=7.0, kid_x1000_sd=1.0)
-    assert ig.beats(better, s, "kid_x1000", lower_is_better=True)
-    assert not ig.beats(dict(better, kid_x1000=10.0), s, "kid_x1000", lower_is_better=True)  # within the sds
+    assert table.beats(better, s, "kid_x1000", lower_is_better=True)
+    assert not table.beats(dict(better, kid_x1000=10.0), s, "kid_x1000", lower_is_better=True)  # within the sds
 
 
 @pytest.mark.parametrize("step", [0, 10, 19])

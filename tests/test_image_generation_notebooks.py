@@ -8,6 +8,7 @@ import papermill
 import pytest
 
 from pic import assets
+from pic.tasks.image import checkpoints, table
 from pic.tasks.image import generation as ig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,11 +31,11 @@ def test_a_smoke_run_of_the_experiment_samples_every_row_and_checks_every_claim(
 
 
 def test_a_smoke_run_of_the_training_notebook_writes_no_checkpoint(tmp_path):
-    pins = {name: assets.read_pin(path) for name, path in ig.CHECKPOINTS.items()}
+    pins = {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()}
     results = run_smoke("10_train_image_models", tmp_path)
     assert {r["sweep"] for r in results["tables"]["guidance_selection"]} == {
         "clip", "cls", "cls_free", "combination_scale", "mcmc_step_scale"}
-    assert {name: assets.read_pin(path) for name, path in ig.CHECKPOINTS.items()} == pins
+    assert {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()} == pins
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +67,15 @@ def test_the_claims_table_reports_the_comparison_as_it_came_out(committed):
     claims = {c["claim"]: c["holds"] for c in results["tables"]["claims"]}
     all3 = by["+ CLIP + CLS + CLS-FREE"]
     for single in ["CLIP", "CLS", "CLS-FREE"]:
-        assert claims[f"all three beat {single} on KID beyond the seed std"] == ig.beats(
+        assert claims[f"all three beat {single} on KID beyond the seed std"] == table.beats(
             all3, by[f"+ {single}"], "kid_x1000", lower_is_better=True)
-        assert claims[f"all three beat {single} on class accuracy beyond the seed std"] == ig.beats(
+        assert claims[f"all three beat {single} on class accuracy beyond the seed std"] == table.beats(
             all3, by[f"+ {single}"], "accuracy", lower_is_better=False)
 
 
 def test_the_guidance_weights_are_the_validation_choice_stored_with_the_generator(committed):
     results, _ = committed
-    guidance = json.loads(ig.checkpoint_metadata("generator")["guidance"])
+    guidance = json.loads(checkpoints.metadata("generator")["guidance"])
     p = results["meta"]["parameters"]
     assert p["weights"] is None and p["combination_scale"] is None  # the notebook's defaults: read from 10
     assert p["guidance_used"] == guidance

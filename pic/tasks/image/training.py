@@ -11,12 +11,13 @@ gives the same weights on the same machine):
 from __future__ import annotations
 
 import random
+import time
 
 import torch
 import torch.nn.functional as F
 
 from pic.models.clip_style import ClipStyleModel, contrastive_loss
-from pic.tasks.image.data import CLASS_NAMES, TRAIN_TEMPLATES
+from pic.tasks.image.data import CLASS_NAMES, TRAIN_TEMPLATES, prompt_for
 from pic.train import FitLog, fit, step_batches, warmup_cosine
 
 
@@ -113,3 +114,60 @@ def accuracy(predict, images, labels, batch_size: int = 1000) -> float:
     hits = sum(int((predict(images[i:i + batch_size]).argmax(-1) == labels[i:i + batch_size]).sum())
                for i in range(0, len(images), batch_size))
     return hits / len(images)
+
+
+NOISE_LEVELS = [0, 250, 500, 750, 900]  # timesteps at which the scorers' held-out accuracy is reported
+
+
+def fit_models(setup, seed: int = 0) -> tuple[dict[str, FitLog], dict[str, float]]:
+    """Notebook 10's training, in its order (evaluation net, CLS, CLIP-style tower, generator; model k seeded with
+    seed + k): ({model: loss log}, {model: seconds}). In load mode (setup.retrain False) nothing is trained and
+    both are empty: the committed checkpoints are the models."""
+    if not setup.retrain:
+        return {}, {}
+    m, s, (x, y) = setup.models, setup.settings, setup.train
+    jobs = {"eval_net": lambda: train_feature_net(m.eval_net, x, y, steps=s["eval_steps"], seed=seed + 3,
+                                                  progress=False),
+            "cls": lambda: train_noisy_classifier(m.cls, setup.scheduler, x, y, steps=s["scorer_steps"], seed=seed + 1,
+                                                  progress=False),
+            "clip": lambda: train_clip_style(m.clip, setup.text_encoder, setup.scheduler, x, y, steps=s["scorer_steps"],
+                                             seed=seed + 2, progress=False),
+            "generator": lambda: train_generator(m.generator, setup.scheduler, x, y, steps=s["generator_steps"],
+                                                 seed=seed, progress=False)}
+    logs, seconds = {}, {}
+    for name, job in jobs.items():
+        start = time.perf_counter()
+        logs[name] = job()
+        seconds[name] = time.perf_counter() - start
+    return logs, seconds
+
+
+def noised(scheduler, x: torch.Tensor, t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x noised to timestep t with the noise of `seed` (the same for every scorer), and the timesteps."""
+    g = torch.Generator().manual_seed(seed)
+    tt = torch.full((len(x),), t)
+    return scheduler.add_noise(x, torch.randn(x.shape, generator=g), tt), tt
+
+
+def held_out(setup, seed: int = 0) -> dict[str, object]:
+    """Test accuracies: the evaluation net on clean images; CLS, and the CLIP-style scorer zero-shot with the
+    held-out prompt template (never a training caption), on images noised to each of NOISE_LEVELS (t = 0: clean)."""
+    m, (x, y) = setup.models, setup.test
+    prompts = setup.text_encoder.encode([prompt_for(c) for c in range(len(CLASS_NAMES))])
+    out = {"eval_net": accuracy(m.eval_net, x, y), "cls": {}, "clip": {}}
+    for t in NOISE_LEVELS:
+        x_t, tt = noised(setup.scheduler, x, t, seed + 10 + t)
+        out["cls"][t] = accuracy(lambda b, tt=tt: m.cls(b, tt[:len(b)]), x_t, y)
+    for t in NOISE_LEVELS:
+        x_t, tt = noised(setup.scheduler, x, t, seed + 10 + t)
+        out["clip"][t] = accuracy(lambda b, tt=tt: m.clip.logits(b, prompts, t=tt[:len(b)]), x_t, y)
+    return out
+
+
+def generator_loss(logs: dict[str, FitLog]) -> float:
+    """The generator's final training loss: of this run, or (load mode) as its checkpoint records it."""
+    if "generator" in logs:
+        return logs["generator"].final()
+    from pic.tasks.image import checkpoints
+
+    return float(checkpoints.metadata("generator")["final_loss"])
