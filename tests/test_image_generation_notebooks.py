@@ -36,6 +36,9 @@ def test_a_smoke_run_of_the_training_notebook_writes_no_checkpoint(tmp_path):
     assert {r["sweep"] for r in results["tables"]["guidance_selection"]} == {
         "clip", "cls", "cls_free", "combination_scale", "mcmc_step_scale"}
     assert {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()} == pins
+    # the default is the load mode: the table is of the committed models, with the steps their checkpoints record
+    assert [r["training_steps"] for r in results["tables"]["models"]] == [
+        int(checkpoints.metadata(name)["steps"]) for name in ("generator", "cls", "clip", "eval_net")]
 
 
 @pytest.fixture(scope="module")

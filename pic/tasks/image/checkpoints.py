@@ -75,14 +75,13 @@ def stored_guidance() -> dict[str, float]:
     return json.loads(metadata("generator")["guidance"])
 
 
-def training_metadata(settings: dict, gen_loss: float, held_out: dict, guidance: dict[str, float]) -> dict:
+def training_metadata(steps: dict[str, int], gen_loss: float, held_out: dict, guidance: dict[str, float]) -> dict:
     """What notebook 10 stores with each checkpoint: training steps, held-out accuracies, the chosen guidance."""
-    return {"generator": {"final_loss": f"{gen_loss:.5f}", "steps": str(settings["generator_steps"]),
+    return {"generator": {"final_loss": f"{gen_loss:.5f}", "steps": str(steps["generator"]),
                           "guidance": json.dumps(guidance)},
-            "cls": {"test_accuracy_by_t": json.dumps(held_out["cls"]), "steps": str(settings["scorer_steps"])},
-            "clip": {"zero_shot_test_accuracy_by_t": json.dumps(held_out["clip"]),
-                     "steps": str(settings["scorer_steps"])},
-            "eval_net": {"test_accuracy": f"{held_out['eval_net']:.5f}", "steps": str(settings["eval_steps"])}}
+            "cls": {"test_accuracy_by_t": json.dumps(held_out["cls"]), "steps": str(steps["cls"])},
+            "clip": {"zero_shot_test_accuracy_by_t": json.dumps(held_out["clip"]), "steps": str(steps["clip"])},
+            "eval_net": {"test_accuracy": f"{held_out['eval_net']:.5f}", "steps": str(steps["eval_net"])}}
 
 
 def save_trained(setup, metadata: dict[str, dict[str, str]]) -> dict[str, int]:

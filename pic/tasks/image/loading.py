@@ -56,6 +56,7 @@ class Training:
     validation: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
     scheduler: Any
+    steps: dict[str, int]  # training steps of each network: to take, or (load mode) as its checkpoint records
 
 
 @dataclass
@@ -107,8 +108,11 @@ def _training(profile: str, retrain: bool, seed: int = 0, **given) -> Training:
               else checkpoints.load(text_encoder))
     test_x, test_y = load_split("test")
     keep = slice(None, settings["test_images"])
+    steps = ({"generator": settings["generator_steps"], "cls": settings["scorer_steps"],
+              "clip": settings["scorer_steps"], "eval_net": settings["eval_steps"]} if retrain
+             else {name: int(checkpoints.metadata(name)["steps"]) for name in checkpoints.NAMES})
     return Training(settings, retrain, models, text_encoder, load_split("train"), load_split("validation"),
-                    (test_x[keep], test_y[keep]), ig.training_scheduler())
+                    (test_x[keep], test_y[keep]), ig.training_scheduler(), steps)
 
 
 def _experiment(profile: str, *, prompt_template: str = PROMPT_TEMPLATE, classes=None, noised_clip: bool = False,

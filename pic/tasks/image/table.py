@@ -83,20 +83,20 @@ def committed_models(models: ImageModels) -> list[dict]:
     return out
 
 
-def trained_models(models: ImageModels, settings: dict, gen_loss: float, held_out: dict,
+def trained_models(models: ImageModels, steps: dict[str, int], gen_loss: float, held_out: dict,
                    written: dict[str, int]) -> list[dict]:
     """Notebook 10's table of the four models: sizes, training steps, held-out numbers, checkpoint sizes."""
     sizes = models.sizes()
     cls, clip = held_out["cls"], held_out["clip"]
     out = [
         {"model": "generator (UNet2DModel)", "parameters": sizes["generator"],
-         "training_steps": settings["generator_steps"], "held_out": "final eps MSE (training)", "value": gen_loss},
-        {"model": "CLS (noise-aware classifier)", "parameters": sizes["cls"], "training_steps": settings["scorer_steps"],
+         "training_steps": steps["generator"], "held_out": "final eps MSE (training)", "value": gen_loss},
+        {"model": "CLS (noise-aware classifier)", "parameters": sizes["cls"], "training_steps": steps["cls"],
          "held_out": "test accuracy, t=0 / 500", "value": f"{cls.get(0, float('nan')):.3f} / {cls.get(500, float('nan')):.3f}"},
         {"model": "CLIP-style tower (+ frozen MiniLM)", "parameters": sizes["clip"],
-         "training_steps": settings["scorer_steps"], "held_out": "zero-shot test accuracy, t=0 / 500",
+         "training_steps": steps["clip"], "held_out": "zero-shot test accuracy, t=0 / 500",
          "value": f"{clip.get(0, float('nan')):.3f} / {clip.get(500, float('nan')):.3f}"},
-        {"model": "evaluation net", "parameters": sizes["eval_net"], "training_steps": settings["eval_steps"],
+        {"model": "evaluation net", "parameters": sizes["eval_net"], "training_steps": steps["eval_net"],
          "held_out": "test accuracy", "value": held_out["eval_net"]},
     ]
     for row, name in zip(out, ["generator", "cls", "clip", "eval_net"]):

@@ -125,14 +125,14 @@ def fit_models(setup, seed: int = 0) -> tuple[dict[str, FitLog], dict[str, float
     both are empty: the committed checkpoints are the models."""
     if not setup.retrain:
         return {}, {}
-    m, s, (x, y) = setup.models, setup.settings, setup.train
-    jobs = {"eval_net": lambda: train_feature_net(m.eval_net, x, y, steps=s["eval_steps"], seed=seed + 3,
+    m, steps, (x, y) = setup.models, setup.steps, setup.train
+    jobs = {"eval_net": lambda: train_feature_net(m.eval_net, x, y, steps=steps["eval_net"], seed=seed + 3,
                                                   progress=False),
-            "cls": lambda: train_noisy_classifier(m.cls, setup.scheduler, x, y, steps=s["scorer_steps"], seed=seed + 1,
+            "cls": lambda: train_noisy_classifier(m.cls, setup.scheduler, x, y, steps=steps["cls"], seed=seed + 1,
                                                   progress=False),
-            "clip": lambda: train_clip_style(m.clip, setup.text_encoder, setup.scheduler, x, y, steps=s["scorer_steps"],
+            "clip": lambda: train_clip_style(m.clip, setup.text_encoder, setup.scheduler, x, y, steps=steps["clip"],
                                              seed=seed + 2, progress=False),
-            "generator": lambda: train_generator(m.generator, setup.scheduler, x, y, steps=s["generator_steps"],
+            "generator": lambda: train_generator(m.generator, setup.scheduler, x, y, steps=steps["generator"],
                                                  seed=seed, progress=False)}
     logs, seconds = {}, {}
     for name, job in jobs.items():
