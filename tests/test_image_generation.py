@@ -142,18 +142,23 @@ def test_checkpoints_round_trip_through_safetensors_and_refuse_alteration(tmp_pa
         checkpoints.load(models.text_encoder)
 
 
-def test_re_storing_the_guidance_keeps_the_generator_tensors_and_re_pins_the_file(tmp_path, monkeypatch):
+def test_the_training_notebook_writes_checkpoints_only_when_it_retrained_at_a_profile_that_saves(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from pic.models.text_encoder import FrozenTextEncoder
 
     monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
     models = ig.new_models(FrozenTextEncoder(), "smoke", seed=0)
-    checkpoints.save(models, {"generator": {"guidance": "{}", "final_loss": "0.1"}})
-    before = checkpoints.load(models.text_encoder).generator.state_dict()
-    checkpoints.store_guidance({"clip": 3.0})
-    meta = checkpoints.metadata("generator")  # verifies the new sha256 pin
-    assert meta["guidance"] == '{"clip": 3.0}' and meta["final_loss"] == "0.1"
-    after = checkpoints.load(models.text_encoder).generator.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    meta = checkpoints.training_metadata({"generator": 2, "cls": 1, "clip": 1, "eval_net": 1}, 0.1,
+                                         {"eval_net": 0.5, "cls": {0: 0.5}, "clip": {0: 0.5}}, {"clip": 3.0})
+    assert checkpoints.save_trained(SimpleNamespace(retrain=True, models=models, settings={"save": False}), meta) == {}
+    assert not list(tmp_path.rglob("*.safetensors"))  # smoke: nothing written
+    written = checkpoints.save_trained(SimpleNamespace(retrain=True, models=models, settings={"save": True}), meta)
+    assert set(written) == set(checkpoints.NAMES) and checkpoints.stored_guidance() == {"clip": 3.0}
+    pins = {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()}
+    loaded = SimpleNamespace(retrain=False, models=models, settings={"save": True})
+    assert checkpoints.save_trained(loaded, meta) == written  # load mode: the committed files' sizes, untouched
+    assert {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()} == pins
 
 
 def test_feature_net_features_feed_its_head():

@@ -19,7 +19,11 @@ def run_smoke(name, tmp_path):
     papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"profile": "smoke", "seed": 1}, kernel_name="python3",
                                cwd=str(ROOT / "notebooks"), progress_bar=False)
-    return json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / name / "smoke" / "results.json").read_text())
+    # a run with another seed goes to its own folder (pic.report.run_folder), never over the committed figures
+    folder = Path(os.environ["PIC_FIGURES_DIR"]) / name / "runs" / "smoke-seed=1"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["meta"]["profile"] == "smoke" and results["meta"]["seed"] == 1
+    return results
 
 
 def test_a_smoke_run_of_the_experiment_samples_every_row_and_checks_every_claim(tmp_path):
