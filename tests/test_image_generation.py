@@ -15,6 +15,7 @@ from pic.tasks.image.feature_net import FeatureNet
 from pic.tasks.image.noise_aware import ClassifierScorer, NoiseAwareClassifier
 from pic.optim import DiffusionPrior, GuidanceDivergedError, guided_denoise
 from pic.tasks.image import data as fashion_mnist
+from pic.tasks.image import checkpoints, table
 from pic.tasks.image import generation as ig
 
 
@@ -141,18 +142,23 @@ def test_checkpoints_round_trip_through_safetensors_and_refuse_alteration(tmp_pa
         checkpoints.load(models.text_encoder)
 
 
-def test_re_storing_the_guidance_keeps_the_generator_tensors_and_re_pins_the_file(tmp_path, monkeypatch):
+def test_the_training_notebook_writes_checkpoints_only_when_it_retrained_at_a_profile_that_saves(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from pic.models.text_encoder import FrozenTextEncoder
 
     monkeypatch.setattr(assets, "DATA_DIR", tmp_path)
     models = ig.new_models(FrozenTextEncoder(), "smoke", seed=0)
-    checkpoints.save(models, {"generator": {"guidance": "{}", "final_loss": "0.1"}})
-    before = checkpoints.load(models.text_encoder).generator.state_dict()
-    checkpoints.store_guidance({"clip": 3.0})
-    meta = checkpoints.metadata("generator")  # verifies the new sha256 pin
-    assert meta["guidance"] == '{"clip": 3.0}' and meta["final_loss"] == "0.1"
-    after = checkpoints.load(models.text_encoder).generator.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    meta = checkpoints.training_metadata({"generator": 2, "cls": 1, "clip": 1, "eval_net": 1}, 0.1,
+                                         {"eval_net": 0.5, "cls": {0: 0.5}, "clip": {0: 0.5}}, {"clip": 3.0})
+    assert checkpoints.save_trained(SimpleNamespace(retrain=True, models=models, settings={"save": False}), meta) == {}
+    assert not list(tmp_path.rglob("*.safetensors"))  # smoke: nothing written
+    written = checkpoints.save_trained(SimpleNamespace(retrain=True, models=models, settings={"save": True}), meta)
+    assert set(written) == set(checkpoints.NAMES) and checkpoints.stored_guidance() == {"clip": 3.0}
+    pins = {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()}
+    loaded = SimpleNamespace(retrain=False, models=models, settings={"save": True})
+    assert checkpoints.save_trained(loaded, meta) == written  # load mode: the committed files' sizes, untouched
+    assert {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()} == pins
 
 
 def test_feature_net_features_feed_its_head():
@@ -166,11 +172,11 @@ def test_feature_net_features_feed_its_head():
 def test_seed_summaries_and_the_beyond_the_std_rule():
     rows = [{"fid": f, "kid": k, "kid_std": 0.001, "class_kid": k, "is": 5.0, "accuracy": a}
             for f, k, a in [(10, 0.010, 0.8), (11, 0.012, 0.9), (12, 0.014, 0.85)]]
-    s = ig.summarize(rows)
+    s = table.summarize(rows)
     assert math.isclose(s["kid_x1000"], 12.0) and math.isclose(s["kid_x1000_sd"], 2.0) and s["kid_subset_sd"] == 1.0
     better = dict(s, kid_x1000=7.0, kid_x1000_sd=1.0)
-    assert ig.beats(better, s, "kid_x1000", lower_is_better=True)
-    assert not ig.beats(dict(better, kid_x1000=10.0), s, "kid_x1000", lower_is_better=True)  # within the sds
+    assert table.beats(better, s, "kid_x1000", lower_is_better=True)
+    assert not table.beats(dict(better, kid_x1000=10.0), s, "kid_x1000", lower_is_better=True)  # within the sds
 
 
 @pytest.mark.parametrize("step", [0, 10, 19])
@@ -189,3 +195,42 @@ def test_guidance_moves_samples_towards_lower_energy_at_high_and_low_noise(tiny_
     plain = scheduler.step(eps, t, x).prev_sample
     guided = scheduler.step(eps + sigma * 0.5 * grad, t, x).prev_sample
     assert ((guided - plain) * grad).flatten(1).sum(1).lt(0).all()  # the guided sample moved down the gradient
+
+
+def test_the_evaluation_net_trains_on_the_one_fit_loop_as_its_recipe_says_step_by_step():
+    """train_feature_net on pic.train.fit equals the recipe written out by hand: one generator orders the batches
+    (successive permutations) and draws the flips, AdamW with warm-up then cosine to 10 %, gradients clipped at 1."""
+    import torch.nn.functional as F
+
+    from pic.tasks.image import training
+
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(40, 1, 28, 28, generator=g) * 2 - 1, torch.randint(0, 10, (40,), generator=g)
+    steps, batch, seed = 7, 16, 3
+    torch.manual_seed(0)
+    net = FeatureNet(10, widths=(4, 8), feature_dim=16)
+    by_hand = FeatureNet(10, widths=(4, 8), feature_dim=16)
+    by_hand.load_state_dict(net.state_dict())
+    log = training.train_feature_net(net, x, y, steps=steps, batch_size=batch, seed=seed, progress=False)
+
+    g, warmup = torch.Generator().manual_seed(seed), steps // 10 + 1
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(by_hand.parameters(), lr=2e-3, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (i + 1) / warmup if i < warmup else
+                                              0.1 + 0.45 * (1 + math.cos(math.pi * (i - warmup) / (steps - warmup))))
+    by_hand.train()
+    perm, pos, losses = torch.randperm(40, generator=g), 0, []
+    for _ in range(steps):
+        if pos + batch > 40:  # a permutation's short tail is dropped
+            perm, pos = torch.randperm(40, generator=g), 0
+        idx, pos = perm[pos:pos + batch], pos + batch
+        flip = torch.rand(batch, generator=g) < 0.5
+        xb = torch.where(flip[:, None, None, None], x[idx].flip(-1), x[idx])
+        loss = F.cross_entropy(by_hand(xb), y[idx], label_smoothing=0.05)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 1.0)
+        opt.step(), sched.step()
+        losses.append(float(loss))
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), by_hand.state_dict().values()))
+    assert log.steps == steps and log.losses == pytest.approx([sum(losses) / steps], rel=1e-6)

@@ -8,6 +8,7 @@ import papermill
 import pytest
 
 from pic import assets
+from pic.tasks.image import checkpoints, table
 from pic.tasks.image import generation as ig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +19,11 @@ def run_smoke(name, tmp_path):
     papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"profile": "smoke", "seed": 1}, kernel_name="python3",
                                cwd=str(ROOT / "notebooks"), progress_bar=False)
-    return json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / name / "smoke" / "results.json").read_text())
+    # a run with another seed goes to its own folder (pic.report.run_folder), never over the committed figures
+    folder = Path(os.environ["PIC_FIGURES_DIR"]) / name / "runs" / "smoke-seed=1"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["meta"]["profile"] == "smoke" and results["meta"]["seed"] == 1
+    return results
 
 
 def test_a_smoke_run_of_the_experiment_samples_every_row_and_checks_every_claim(tmp_path):
@@ -35,6 +40,9 @@ def test_a_smoke_run_of_the_training_notebook_writes_no_checkpoint(tmp_path):
     assert {r["sweep"] for r in results["tables"]["guidance_selection"]} == {
         "clip", "cls", "cls_free", "combination_scale", "mcmc_step_scale"}
     assert {name: assets.read_pin(path) for name, path in checkpoints.NAMES.items()} == pins
+    # the default is the load mode: the table is of the committed models, with the steps their checkpoints record
+    assert [r["training_steps"] for r in results["tables"]["models"]] == [
+        int(checkpoints.metadata(name)["steps"]) for name in ("generator", "cls", "clip", "eval_net")]
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +74,9 @@ def test_the_claims_table_reports_the_comparison_as_it_came_out(committed):
     claims = {c["claim"]: c["holds"] for c in results["tables"]["claims"]}
     all3 = by["+ CLIP + CLS + CLS-FREE"]
     for single in ["CLIP", "CLS", "CLS-FREE"]:
-        assert claims[f"all three beat {single} on KID beyond the seed std"] == ig.beats(
+        assert claims[f"all three beat {single} on KID beyond the seed std"] == table.beats(
             all3, by[f"+ {single}"], "kid_x1000", lower_is_better=True)
-        assert claims[f"all three beat {single} on class accuracy beyond the seed std"] == ig.beats(
+        assert claims[f"all three beat {single} on class accuracy beyond the seed std"] == table.beats(
             all3, by[f"+ {single}"], "accuracy", lower_is_better=False)
 
 

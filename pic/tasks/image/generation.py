@@ -7,15 +7,12 @@ samples all classes and seeds in one batch. Metrics use our own evaluation net (
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
 
-from pic.assets import AssetError, load_checkpoint, save_checkpoint
 from pic.energy import ComposedEnergy
 from pic.metrics.image_quality import Gaussian, class_accuracy, fid, inception_score, kid
 from pic.tasks.image.unet import ClassConditionalUNet, ClassifierFreeScorer, Denoiser, make_unet
@@ -25,11 +22,6 @@ from pic.tasks.image.noise_aware import ClassifierScorer, NoiseAwareClassifier, 
 from pic.optim import DiffusionPrior, Langevin, guided_denoise
 from pic.tasks.image.data import CLASSES, PROMPT_TEMPLATE, class_index, prompt_for
 
-TRAINING_NOTEBOOK = "10_train_image_models.ipynb"
-CHECKPOINTS = {"generator": "image_generation/generator.safetensors",
-               "cls": "image_generation/noisy_classifier.safetensors",
-               "clip": "image_generation/clip_image_tower.safetensors",
-               "eval_net": "image_generation/eval_net.safetensors"}
 SCORERS = ("clip", "cls", "cls_free")
 LABELS = {"clip": "CLIP", "cls": "CLS", "cls_free": "CLS-FREE"}
 # the rows of Table 1 (+ the MCMC correction): name -> (scorers, MCMC correction?)
@@ -90,57 +82,6 @@ def new_models(text_encoder, architecture: str = "local", seed: int = 0) -> Imag
     tower = NoiseAwareEncoder(**arch["encoder"])
     clip = ClipStyleModel(tower, tower.feature_dim, text_dim=text_encoder.dim)
     return ImageModels(generator, cls, clip, text_encoder, FeatureNet(len(CLASSES), **arch["eval_net"]))
-
-
-def save_models(models: ImageModels, metadata: dict[str, dict[str, str]]) -> dict[str, int]:
-    """Write the four checkpoints (safetensors + sha256 pins) under data/image_generation/; returns their bytes."""
-    gen_tensors, gen_meta = models.generator.state()
-    tower_meta = {"encoder_config": json.dumps(models.clip.image_tower.config),
-                  "text_dim": str(models.clip.projection.out_features)}
-    parts = {"generator": (gen_tensors, gen_meta), "cls": (models.cls.state_dict(), models.cls.metadata()),
-             "clip": (models.clip.state_dict(), tower_meta),
-             "eval_net": (models.eval_net.state_dict(), models.eval_net.metadata())}
-    sizes = {}
-    for name, (tensors, meta) in parts.items():
-        path = save_checkpoint(tensors, CHECKPOINTS[name], produced_by=TRAINING_NOTEBOOK,
-                               metadata={**meta, **metadata.get(name, {})})
-        sizes[name] = path.stat().st_size
-    return sizes
-
-
-def load_models(text_encoder, device: str | torch.device = "cpu") -> ImageModels:
-    """The committed, sha256-verified checkpoints (never pickle); a missing one names the training notebook."""
-    def load(name):
-        try:
-            return load_checkpoint(CHECKPOINTS[name], device=device)
-        except AssetError as err:
-            raise AssetError(f"{err}\nThe image models are trained by notebooks/{TRAINING_NOTEBOOK} "
-                             f"(`python -m pic.reproduce --train 10`).") from err
-
-    generator = ClassConditionalUNet.from_state(*load("generator"))
-    cls = NoiseAwareClassifier.from_state(*load("cls"))
-    tensors, meta = load("clip")
-    tower = NoiseAwareEncoder(**json.loads(meta["encoder_config"]))
-    clip = ClipStyleModel(tower, tower.feature_dim, text_dim=int(meta["text_dim"]))
-    clip.load_state_dict(tensors)
-    eval_net = FeatureNet.from_state(*load("eval_net"))
-    for m in (generator, cls, clip, eval_net):
-        m.to(device).eval().requires_grad_(False)
-    return ImageModels(generator, cls, clip, text_encoder, eval_net)
-
-
-def store_guidance(guidance: dict[str, float]) -> int:
-    """Re-write the generator checkpoint with the same tensors and `guidance` (chosen on validation) in its
-    metadata, re-pinning its sha256; returns its bytes."""
-    tensors, meta = load_checkpoint(CHECKPOINTS["generator"])
-    path = save_checkpoint(tensors, CHECKPOINTS["generator"], produced_by=TRAINING_NOTEBOOK,
-                           metadata={**meta, "guidance": json.dumps(guidance)})
-    return path.stat().st_size
-
-
-def checkpoint_metadata(name: str) -> dict[str, str]:
-    """The metadata stored with a committed checkpoint (sizes, held-out accuracies, training steps)."""
-    return load_checkpoint(CHECKPOINTS[name])[1]
 
 
 def labels_for(class_names: Sequence[str] | None, per_class: int) -> torch.Tensor:
@@ -267,22 +208,16 @@ def per_seed_quality(eval_net: FeatureNet, samples: torch.Tensor, labels: torch.
     return [quality(eval_net, samples[i * n:(i + 1) * n], labels, reference, seed=seed + i) for i in range(n_seeds)]
 
 
-def summarize(per_seed: list[dict[str, float]]) -> dict[str, float]:
-    """Mean and std over seeds of each metric; KIDs in thousandths (as the paper prints them); the KID's own
-    std over subsets, averaged over seeds, is `kid_subset_sd`."""
-    def stats(key, scale=1.0):
-        v = np.array([s[key] for s in per_seed]) * scale
-        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-
-    out = {}
-    for key, label, scale in [("fid", "fid", 1.0), ("kid", "kid_x1000", 1000.0), ("class_kid", "class_kid_x1000", 1000.0),
-                              ("is", "is", 1.0), ("accuracy", "accuracy", 1.0)]:
-        out[label], out[f"{label}_sd"] = stats(key, scale)
-    out["kid_subset_sd"] = 1000.0 * float(np.mean([s["kid_std"] for s in per_seed]))
-    return out
-
-
-def beats(a: dict, b: dict, key: str, lower_is_better: bool) -> bool:
-    """Whether row `a` beats row `b` on `key` by more than the sum of their seed stds (no overlap of mean +- sd)."""
-    gap = (b[key] - a[key]) if lower_is_better else (a[key] - b[key])
-    return bool(gap > a[f"{key}_sd"] + b[f"{key}_sd"])
+def reference_quality(eval_net: FeatureNet, train_x: torch.Tensor, train_y: torch.Tensor, labels: torch.Tensor,
+                      reference: Reference, n_seeds: int, seed: int = 0) -> dict[str, list[dict[str, float]]]:
+    """quality() per seed of real images through the same metric: train images of the classes in `labels` (as many
+    of each; the floor) and a per-pixel Gaussian fitted to the training set (a ceiling)."""
+    real, gaussian = [], []
+    for i in range(n_seeds):
+        g = torch.Generator().manual_seed(seed + 2000 + i)
+        pick = torch.cat([torch.nonzero(train_y == c).squeeze(1)[torch.randperm(int((train_y == c).sum()), generator=g)[
+            :int((labels == c).sum())]] for c in labels.unique()])
+        real.append(quality(eval_net, train_x[pick], train_y[pick], reference, seed=seed + i))
+        gaussian.append(quality(eval_net, per_pixel_gaussian(train_x, len(labels), seed + 3000 + i), labels,
+                                reference, seed=seed + i))
+    return {"reference: train images (floor)": real, "reference: per-pixel Gaussian (ceiling)": gaussian}
