@@ -75,10 +75,15 @@ def figure_metadata(path: Path) -> str:
     return path.read_bytes().decode("latin-1")
 
 
-@pytest.mark.xfail(strict=False, reason="branch `site`: the committed notebooks were executed before the runner "
-                   "kept the machine out (tqdm's IProgress warning with a path, other stored warnings, absolute "
-                   "papermill paths, timestamps); passes once they are re-executed with `python -m pic.reproduce`")
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+# notebooks whose committed run predates the runner's clean outputs or still stores a warning naming a path
+# (scipy's LinAlgWarning in 10/11); each passes once re-executed with `python -m pic.reproduce` after the fix
+STALE = {"00_quickstart", "10_train_image_models", "11_image_generation", "30_train_gsm8k_models", "31_gsm8k",
+         "32_train_gsm8k_consensus", "33_gsm8k_consensus", "50_train_merging_models", "51_model_merging"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="stored before the runner kept the machine out"))
+    if p.stem in STALE else p for p in NOTEBOOKS], ids=lambda p: p.stem)
 def test_a_committed_notebook_stores_no_warning_path_or_timestamp_of_the_machine_that_ran_it(path):
     found = stored_problems(json.loads(path.read_text()))
     assert not found, f"{path.name} stores what is of the machine that ran it:\n" + "\n".join(found)
