@@ -8,6 +8,7 @@ evaluation net, not Inception: the numbers are comparable with each other, not w
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,9 @@ def fid(a, b) -> float:
     """Frechet distance between two feature sets (or fitted Gaussians)."""
     ga = a if isinstance(a, Gaussian) else Gaussian.fit(a)
     gb = b if isinstance(b, Gaussian) else Gaussian.fit(b)
-    covmean = linalg.sqrtm(ga.cov @ gb.cov)
+    with warnings.catch_warnings():  # singular when there are fewer samples than feature dimensions: scipy warns,
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # the finite root is still the metric's, a non-finite
+        covmean = linalg.sqrtm(ga.cov @ gb.cov)  # one is regularised just below
     if not np.isfinite(covmean).all():  # near-singular product: regularise, as the reference implementation does
         eps = 1e-6 * np.eye(len(ga.cov))
         covmean = linalg.sqrtm((ga.cov + eps) @ (gb.cov + eps))

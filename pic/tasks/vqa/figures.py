@@ -1,6 +1,7 @@
 """The figures of notebooks 20 and 21 (each returns a matplotlib figure; the notebook saves it via its Report)."""
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -47,7 +48,7 @@ def examples(evaluation, kinds: Sequence[str], names: Sequence[str]):
         q = questions[j]
         ax.imshow(evaluation.frames[evaluation.video_of[j], 0].permute(1, 2, 0).numpy())
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"{q.text}\ngold: {q.answer}", fontsize=7)
+        ax.set_title(textwrap.fill(q.text, 26) + f"\ngold: {q.answer}", fontsize=7)  # wrapped: titles never meet
         for line, name in enumerate(show_rows):
             answers = evaluation.rows[name]
             pred, text = answers.predictions[j], answers.texts[j]
