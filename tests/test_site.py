@@ -178,9 +178,9 @@ def test_no_page_shows_a_traceback(site):
     assert not found["traceback"], found["traceback"]
 
 
-@pytest.mark.xfail(strict=False, reason="branch `site`: the committed notebooks still store tqdm's IProgress "
-                   "warning (with a path of the machine that ran them) and other warnings; passes once they are "
-                   "re-executed through `python -m pic.reproduce`")
+@pytest.mark.xfail(strict=False, reason="notebooks 30-33 still store warnings with a path of the machine that ran "
+                   "them (tests/test_clean_outputs.py's STALE); passes once they are re-executed through "
+                   "`python -m pic.reproduce`")
 def test_no_page_shows_a_stored_warning_or_a_path_of_the_machine_that_ran_it(site):
     _, found = site
     assert not found["warning"], found["warning"]

@@ -69,7 +69,7 @@ def load_problems(split: str) -> tuple[list[Problem], str]:
     provider = f"${ENV} (a folder with the official {split}.jsonl) or {URL.format(split=split)}"
     if os.environ.get(ENV):
         path = verify(Path(os.environ[ENV]) / f"{split}.jsonl", SPLITS[split], provider)
-        return _read_jsonl(path, split), f"GSM8K {split} ({SIZES[split]} problems) from ${ENV}={os.environ[ENV]}"
+        return _read_jsonl(path, split), f"GSM8K {split} ({SIZES[split]} problems, sha256-checked) from ${ENV}"
     try:
         path = download(URL.format(split=split), cache_dir() / "gsm8k" / f"{split}.jsonl", SPLITS[split], provider)
         return _read_jsonl(path, split), f"GSM8K {split} ({SIZES[split]} problems) from the official repository"

@@ -41,4 +41,6 @@ def refusals(sampler: ig.ConsensusSampler, labels: torch.Tensor, noise: torch.Te
         out.append(refusal(assets.AssetError, lambda: checkpoints.load(text_encoder)))
         generator_file.write_bytes(kept[:-1] + bytes([kept[-1] ^ 1]))  # one bit flipped: refused
         out.append(refusal(assets.AssetError, lambda: checkpoints.load(text_encoder)))
+        # shown as the user would see them, under data/, not under this machine's temporary folder
+        out[-2:] = [line.replace(tmp, "data") for line in out[-2:]]
     return out
