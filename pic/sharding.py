@@ -62,16 +62,23 @@ class RecordStore:
         return records
 
     def append(self, item: str, record: Mapping[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"run": self.key, "item": item, "record": record}, sort_keys=True) + "\n"
-        with open(self.path(self.rank), "ab+") as f:
-            if f.tell():
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    line = "\n" + line  # a killed writer left its last line cut short: never append onto it
-            f.write(line.encode())
-            f.flush()
-            os.fsync(f.fileno())
+        append_lines(self.path(self.rank), [json.dumps({"run": self.key, "item": item, "record": record},
+                                                       sort_keys=True) + "\n"])
+
+
+def append_lines(path: Path, lines: Sequence[str]) -> None:
+    """Append whole lines to a JSONL file and fsync them; a last line cut short by a killed writer is ended first,
+    so a new record never continues it (readers skip the cut line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(lines)
+    with open(path, "ab+") as f:
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                text = "\n" + text
+        f.write(text.encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def distributed_state():

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, is_dataclass
 from importlib import metadata
 from pathlib import Path
+
+from pic.sharding import append_lines
 
 PACKAGE = Path(__file__).resolve().parents[2]  # pic/
 LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf", "peft", "numpy", "scipy", "scikit-learn",
@@ -92,16 +93,8 @@ class ResultStore:
         return records
 
     def append(self, records: list[dict]) -> None:
-        new = not self.path.exists()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            if new:
-                f.write(json.dumps({"fingerprint": self.fingerprint}, sort_keys=True) + "\n")
-            elif self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
-                f.write("\n")  # end a line cut by a kill, so the next record starts clean
-            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in records)
-            f.flush()
-            os.fsync(f.fileno())
+        header = [] if self.path.exists() else [json.dumps({"fingerprint": self.fingerprint}, sort_keys=True) + "\n"]
+        append_lines(self.path, header + [json.dumps(r, sort_keys=True) + "\n" for r in records])
 
 
 def run_chunks(run_chunk, configs: list[str], problems, store: ResultStore, *, chunk_size: int, resume: bool,
