@@ -1,6 +1,7 @@
 """Training data and loops: LoRA fine-tuning lowers the loss of the solutions it trains on, perturbed references
 answer wrongly, and the data parts never share a problem."""
 import random
+import warnings
 
 import pytest
 
@@ -19,6 +20,15 @@ def test_lora_fine_tuning_lowers_the_loss_of_its_training_solutions():
     run = train_lora(peft_model, tok, PROBLEMS, steps=8, batch_size=3, lr=3e-2, warmup=1, log=None, log_every=1)
     assert run.examples == 24 and len(run.losses) == 8
     assert solution_loss(peft_model, tok, PROBLEMS) < before - 0.2
+
+
+def test_adding_an_adapter_warns_of_nothing_a_notebook_would_store():
+    # peft reads a deprecated transformers alias when it wraps a model; the stored FutureWarning named a path
+    model, _ = tiny_random_llama()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add_lora(model, rank=4, alpha=8.0, targets=("q_proj", "v_proj"))
+    assert [str(w.message) for w in caught] == []
 
 
 def test_a_perturbed_reference_reads_alike_but_answers_wrongly():

@@ -3,6 +3,7 @@ file's metadata, so loading never unpickles anything."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import torch
 
@@ -17,7 +18,11 @@ def add_lora(model, rank: int = 8, alpha: float = 16.0, dropout: float = 0.05,
 
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                         task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft itself reads transformers' deprecated `is_gradient_checkpointing` alias: nothing for a reader to fix,
+        # and the warning would store a path of this machine in every notebook that adds an adapter
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     for p in peft_model.parameters():
         if p.requires_grad:
             p.data = p.data.float()
