@@ -58,6 +58,10 @@ CHECK_PAGE = r"""(async () => {
     prose: prose.textContent,
     outputs: outputs.map(o => o.innerText),
     tracebacks: main.querySelectorAll('.traceback, .output.error').length,
+    solutions: [...main.querySelectorAll('.cell.tag_hide-cell')].map(c => {
+      const d = c.querySelector('details'), code = c.querySelector('.cell_input');
+      return {collapsed: !!d && !d.open, shown: !!code && code.getClientRects().length > 0};
+    }),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
     fetched: [...document.querySelectorAll('script[src], link[rel~=stylesheet][href], img[src], iframe[src]')]
@@ -171,6 +175,16 @@ def test_every_figure_loads_and_every_formula_is_typeset_offline(site):
 def test_every_link_inside_the_site_lands_on_a_page_and_anchor_that_exist(site):
     _, found = site
     assert not found["link"], found["link"]
+
+
+def test_every_exercise_solution_is_on_its_page_collapsed(site):
+    seen, _ = site
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        tagged = sum("hide-cell" in c.get("metadata", {}).get("tags", []) for c in cells)
+        solutions = seen[f"notebooks/{path.stem}.html"]["solutions"]
+        assert len(solutions) == tagged, f"{path.name}: {tagged} hidden cells, {len(solutions)} on its page"
+        assert all(s["collapsed"] and not s["shown"] for s in solutions), f"{path.name}: a solution shows open"
 
 
 def test_no_page_shows_a_traceback(site):

@@ -221,3 +221,14 @@ def reference_quality(eval_net: FeatureNet, train_x: torch.Tensor, train_y: torc
         gaussian.append(quality(eval_net, per_pixel_gaussian(train_x, len(labels), seed + 3000 + i), labels,
                                 reference, seed=seed + i))
     return {"reference: train images (floor)": real, "reference: per-pixel Gaussian (ceiling)": gaussian}
+
+
+def side_by_side(eval_net: FeatureNet, batches: dict[str, torch.Tensor], labels: torch.Tensor, reference: Reference,
+                 seed: int = 0) -> list[dict]:
+    """One row per named batch of samples (each asked `labels`): FID, KID x 1000 and class accuracy, for the quick
+    comparisons of the exercises (one seed each: no spread, so read small gaps as noise)."""
+    rows = []
+    for name, images in batches.items():
+        q = quality(eval_net, images, labels, reference, seed=seed)
+        rows.append({"samples": name, "fid": q["fid"], "kid_x1000": 1000 * q["kid"], "accuracy": q["accuracy"]})
+    return rows

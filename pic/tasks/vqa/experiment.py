@@ -204,3 +204,20 @@ def compare_variants(setup: Setup, evaluation: Evaluation, step_size: float) -> 
         variants.append({"variant": variant, "step_size": step_size, "questions": len(small),
                          **vqa.accuracy_by_kind(answers.predictions, small), "seconds_per_question": seconds / len(small)})
     return variants
+
+
+def first_run_accuracy(setup: Setup, evaluation: Evaluation, config: ConsensusConfig,
+                       weights: dict[str, float]) -> dict:
+    """Accuracy by kind of token-level consensus on the first run's questions with the scorers of the first model
+    seed named in `weights`, each at its weight (a scorer left out is not used): the exercises' what-ifs. With
+    every weight 1 it answers as the table's all-scorer row of that run."""
+    scorers = setup.scorers(setup.settings.model_seeds[0])
+    unknown = sorted(set(weights) - {s.name for s in scorers})
+    if unknown or not weights:
+        raise ValueError(f"weights {weights} must name one or more of the scorers {[s.name for s in scorers]}")
+    used = [s for s in scorers if s.name in weights]
+    embeddings = consensus.question_video_embeddings(used, evaluation.frames, evaluation.video_of)
+    answers, _ = consensus.answer_by_consensus(setup.lm, evaluation.questions,
+                                               ComposedEnergy([(s, weights[s.name]) for s in used]), embeddings,
+                                               setup.vocabulary, config)
+    return vqa.accuracy_by_kind(answers.predictions, evaluation.questions)
