@@ -292,15 +292,24 @@ def notebook_title(path: Path) -> str:
     return re.sub(r"^#\s+\d\d\s*·\s*", "", heading).lstrip("# ").strip()
 
 
+def loaded(runner: dict) -> bool:
+    """True when a run shared the machine: its mean load was more than one above the cores (a notebook's own
+    threads use the cores it is given; more waiting work means other jobs ran beside it)."""
+    return runner.get("mean_load") is not None and runner["mean_load"] > (runner.get("cores") or 1) + 1
+
+
 def times_table(notebooks: list[Path], figures: Path) -> str:
     """Per notebook: what it reproduces, the wall time and peak memory of its committed run (meta.runner)."""
-    rows, footnote = [], False
+    rows, footnote, shared = [], False, False
     for path in notebooks:
         results = figures / path.stem / "results.json"
         meta = json.loads(results.read_text())["meta"] if results.exists() else None
         runner = (meta or {}).get("runner")
         if runner:
             time_text = _duration(runner["wall_seconds"])
+            if loaded(runner):
+                time_text += f" † (load {runner['mean_load']:.1f} on {runner['cores']} cores)"
+                shared = True
             memory = f"{runner['peak_rss_mb'] / 1024:.1f} GB" if runner.get("peak_rss_mb") else "not measured"
         elif meta and meta.get("seconds") is not None:
             time_text, memory, footnote = f"≈ {_duration(meta['seconds'])} *", "not recorded *", True
@@ -316,6 +325,9 @@ def times_table(notebooks: list[Path], figures: Path) -> str:
         table += ("\n\n\\* recorded before the runner measured runs: the notebook's own timer (from `Report.start` "
                   "to `report.write()`, without the kernel's start and imports), and no memory; `python -m "
                   "pic.reproduce NN` records both.")
+    if shared:
+        table += ("\n\n† run while other jobs shared the cores (the machine's mean 1-minute load over the run, which "
+                  "counts the notebook's own threads): the wall time overstates what the notebook takes alone.")
     return table
 
 

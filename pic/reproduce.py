@@ -9,7 +9,9 @@ notebook's `parameters` cell (types from the default, or from an annotation wher
 anything runs; a failed notebook is kept under build/failed/ and named, with its cell, in the error.
 
 The runner records each notebook's wall time and the peak resident memory of its kernel into that run's
-results.json (meta.runner = {wall_seconds, peak_rss_mb, profile}); the README's time and memory table is generated
+results.json (meta.runner = {wall_seconds, peak_rss_mb, mean_load, cores, profile}: mean_load is the machine's
+1-minute load average over the run, so a time measured while other jobs ran says so); the README's time and memory
+table is generated
 from those (`python -m pic.readme`). Progress bars of pic (pic.progress) stream to this terminal as lines with the
 time left, through a side file named in $PIC_PROGRESS_FILE, and nothing of this machine lands in the notebook.
 """
@@ -166,7 +168,7 @@ def validate(path: Path, overrides: dict) -> dict:
 
 
 def run(path: Path, parameters: dict, out: Path) -> dict:
-    """Execute `path` with `parameters` into `out`; return {wall_seconds, peak_rss_mb} of the run."""
+    """Execute `path` with `parameters` into `out`; return {wall_seconds, peak_rss_mb, mean_load, cores} of the run."""
     import papermill
 
     failed = BUILD / "failed" / path.name
@@ -176,7 +178,8 @@ def run(path: Path, parameters: dict, out: Path) -> dict:
     lines.unlink(missing_ok=True)
     start = time.perf_counter()
     try:
-        with kernel_environment(lines), StreamLines(lines, path.stem), KernelMemory() as memory:
+        with (kernel_environment(lines), StreamLines(lines, path.stem), KernelMemory() as memory,
+              MachineLoad() as load):
             papermill.execute_notebook(str(path), str(tmp), parameters=parameters, kernel_name="python3",
                                        cwd=str(path.parent), progress_bar=True)
     except papermill.PapermillExecutionError as err:
@@ -190,7 +193,8 @@ def run(path: Path, parameters: dict, out: Path) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     forget_the_machine(tmp, source=path, out=out)
     shutil.move(tmp, out)
-    return {"wall_seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": memory.peak_mb}
+    return {"wall_seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": memory.peak_mb,
+            "mean_load": load.mean, "cores": os.cpu_count()}
 
 
 def forget_the_machine(notebook: Path, source: Path, out: Path) -> None:
@@ -307,6 +311,30 @@ class KernelMemory:
             for child in me.children(recursive=True):
                 with contextlib.suppress(psutil.Error, OSError):
                     self._polled_kb = max(self._polled_kb, _peak_kb(child))
+
+
+class MachineLoad:
+    """The mean of the machine's 1-minute load average, sampled every `every` seconds while this is open (None for
+    a run shorter than one sample): a notebook's own threads count too, so a load well above its threads means
+    other jobs shared the cores and the wall time overstates the cost."""
+
+    def __init__(self, every: float = 5.0):
+        self.every, self.mean, self._samples = every, None, []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.mean = round(sum(self._samples) / len(self._samples), 2) if self._samples else None
+
+    def _poll(self):
+        while not self._done.wait(self.every):
+            self._samples.append(os.getloadavg()[0])
 
 
 def _peak_kb(process) -> int:

@@ -63,6 +63,20 @@ def test_the_runners_measures_fill_the_time_and_memory_table(copy):
     assert "| 2 min | 2.1 GB |" in row
 
 
+def test_a_run_that_shared_the_cores_is_marked_as_an_overestimate(copy):
+    def measured(data):
+        data["meta"]["runner"] = {"wall_seconds": 125.0, "peak_rss_mb": 2150.4, "mean_load": 6.4, "cores": 2,
+                                  "profile": "local"}
+
+    edit(copy, "41_robot_manipulation", measured)
+    text = readme.render(TEXT, root=copy)
+    row = next(line for line in text.splitlines() if line.startswith("| [`41_robot_manipulation`]"))
+    assert "2 min † (load 6.4 on 2 cores)" in row and "† run while other jobs shared the cores" in text
+    edit(copy, "41_robot_manipulation", lambda data: data["meta"]["runner"].update(mean_load=2.6))
+    assert "†" not in next(line for line in readme.render(TEXT, root=copy).splitlines()
+                           if line.startswith("| [`41_robot_manipulation`]"))
+
+
 def test_the_first_screen_shows_what_is_reproduced_a_figure_the_commands_the_results_and_the_site():
     assert "ICLR 2023" in FIRST_SCREEN and "2210.11522" in FIRST_SCREEN
     figures = re.findall(r"!\[[^\]]+\]\(([^)]+\.png)\)", FIRST_SCREEN)

@@ -1,5 +1,7 @@
 """The notebook runner checks parameters before running anything and names the notebook and cell that failed."""
+import os
 import re
+import time
 
 import nbformat
 import pytest
@@ -163,6 +165,16 @@ def test_a_run_records_its_wall_time_and_its_kernels_peak_memory_in_results_json
     big, small = results_of("00_big")["meta"]["runner"], results_of("01_small")["meta"]["runner"]
     assert big["profile"] == small["profile"] == "local" and big["wall_seconds"] > 0
     assert big["peak_rss_mb"] >= 400 and 150 <= small["peak_rss_mb"] < big["peak_rss_mb"] - 150
+    assert big["cores"] == os.cpu_count() and "mean_load" in big  # None: shorter than one 5 s load sample
+
+
+def test_the_load_sampled_over_a_run_is_its_mean():
+    with reproduce.MachineLoad(every=0.05) as load:
+        time.sleep(0.3)
+    assert load.mean is not None and load.mean >= 0
+    with reproduce.MachineLoad(every=60) as quick:
+        pass
+    assert quick.mean is None
 
 
 def test_progress_streams_to_the_terminal_and_the_notebook_keeps_nothing_of_the_machine(project, capsys):
