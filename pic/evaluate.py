@@ -58,20 +58,20 @@ def _start(seed: int, threads: int | None, state):
 
 def image(profile: str, out: Path, seed: int = 0, n_per_class: int | None = None, threads: int = 2,
           state=None) -> list[dict] | None:
-    """Notebook 11's evaluation (Table 1); rank 0 returns the table's rows (others None). At `paper` the hub
-    models load as in the notebook (offline: refused naming every id), and then the table is refused: it needs the
-    Fashion-MNIST evaluation net and references, which the paper profile does not have."""
+    """Notebook 11's evaluation (Table 1); rank 0 returns the table's rows (others None). Refused at `paper`,
+    before any download: FID/KID/IS are measured here on our Fashion-MNIST evaluation net against Fashion-MNIST
+    references, which the hub generator's images are not (notebook 11 at paper draws samples and figures only)."""
     from pic.assets import pins
     from pic.sharding import numeric_path, run_fingerprint
     from pic.tasks.image import checkpoints, load, table
     from pic.tasks.image import generation as ig
 
+    if profile == "paper":
+        raise ValueError("Table 1 has no `paper` evaluation here: its metrics need our Fashion-MNIST evaluation net "
+                         "and references, and the paper's generator draws ImageNet classes (notebook 11 at paper "
+                         "draws samples and figures only); run `--profile local` (or smoke)")
     state = _start(seed, threads, state)
     exp = load(profile, "11_image_generation", n_per_class=n_per_class)
-    if exp.eval_net is None:
-        raise SystemExit(f"Table 1 at `{profile}` has no metric here: FID/KID/IS are measured on our Fashion-MNIST "
-                         "evaluation net against Fashion-MNIST references, and the hub generator draws other images "
-                         "(notebook 11 at paper draws samples and figures only)")
     reference = exp.reference()
     references = "reference rows"
 
@@ -117,8 +117,12 @@ def vqa(profile: str, out: Path, seed: int = 0, model_seeds: list[int] | None = 
                                             checkpoints.reference_name(m)]]
     key = run_fingerprint(settings, seed, profile, step_size=step_size, numerics=numeric_path(),
                           checkpoints=pins(*read))
-    return _sharded_table("table2", list(runs), lambda item: {
-        "per_seed": experiment.evaluate_run(setup, config, runs[item], log=None).per_seed}, out, key, rows_of, state)
+    def compute(item: str) -> dict:
+        run = experiment.evaluate_run(setup, config, runs[item], log=None)
+        return {"per_seed": run.per_seed, "questions": [q.text for q in run.questions],
+                "texts": {row: answers.texts for row, answers in run.rows.items()}}
+
+    return _sharded_table("table2", list(runs), compute, out, key, rows_of, state)
 
 
 def gsm8k(profile: str, out: Path, seed: int = 0, n_problems: int | None = None, state=None) -> list[dict] | None:
