@@ -4,17 +4,10 @@
         torchrun --nproc_per_node 2 -m pic.evaluate gsm8k --profile paper --out build/eval/gsm8k
 
 (or `accelerate launch --num_processes N -m pic.evaluate ...`; plain `python -m pic.evaluate ...` is one process).
-Each table's unit of work is the one its notebook's loop runs through the package, seeded by the item, never by the
-rank or the number of processes, so the merged table is the one a single process writes:
-
-    image  Table 1 (notebook 11)  a row of ig.ROWS on every seed in one batch (Experiment.sample_row), and the
-                                  floor/ceiling reference rows
-    vqa    Table 2 (notebook 21)  a run: a model seed and its test subset (experiment.evaluate_run)
-    gsm8k  Table 3 (notebook 31)  a chunk of problems, fixed by the profile's chunk_size (Evaluation.run_chunk)
-    robot  Table 4 (notebook 41)  an episode seed with every row on it (episodes.run_episode_rows)
-
+Each table's unit of work (TABLES) is the one its notebook's loop runs through the package, seeded by the item,
+never by the rank or the number of processes, so the merged table is the one a single process writes.
 OUT gets records.rank<r>.jsonl per process (rerun the same command to resume after a crash: recorded items are
-not computed again; records of another fingerprint are ignored) and the table as <table>.json, rows as the
+not computed again; records of another fingerprint are ignored) and the table as TABLES[...].file, rows as the
 notebook prints them. The environment pins one kernel path (pic.lm.numerics); it must be set before torch loads,
 hence on the command. Each table sets torch's thread count as its notebook does (`--threads`): torchrun's one
 thread per process is overridden, so 1 and N processes compute with the same reductions.
@@ -23,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 
-def _sharded_table(name: str, items: Sequence[str], compute: Callable[[str], Mapping], out: Path, fingerprint: dict,
+def _sharded_table(table: str, items: Sequence[str], compute: Callable[[str], Mapping], out: Path, fingerprint: dict,
                    rows_of: Callable[[dict], list[dict]], state) -> list[dict] | None:
-    """run_sharded, then on rank 0 the table's rows from every rank's records, written as OUT/<name>.json."""
+    """run_sharded, then on rank 0 the table's rows from every rank's records, written as OUT/<its file>."""
     from pic.report import table_json
     from pic.sharding import finish, run_sharded
 
@@ -37,7 +31,7 @@ def _sharded_table(name: str, items: Sequence[str], compute: Callable[[str], Map
     rows = None
     if state.is_main_process:
         rows = rows_of(done)
-        (out / f"{name}.json").write_text(table_json(rows))
+        (out / TABLES[table].file).write_text(table_json(rows))
     finish(state)
     return rows
 
@@ -88,7 +82,7 @@ def image(profile: str, out: Path, seed: int = 0, n_per_class: int | None = None
                 "mcmc_step_scale": exp.mcmc_step_scale, "mcmc_steps": 1}
     key = run_fingerprint(settings, seed, profile, numerics=numeric_path(),
                           checkpoints=pins(*checkpoints.NAMES.values()) if exp.committed else {})
-    return _sharded_table("table1", [*ig.ROWS, references], compute, out, key, rows_of, state)
+    return _sharded_table("image", [*ig.ROWS, references], compute, out, key, rows_of, state)
 
 
 def vqa(profile: str, out: Path, seed: int = 0, model_seeds: list[int] | None = None, per_kind: int | None = None,
@@ -122,7 +116,7 @@ def vqa(profile: str, out: Path, seed: int = 0, model_seeds: list[int] | None = 
         return {"per_seed": run.per_seed, "questions": [q.text for q in run.questions],
                 "texts": {row: answers.texts for row, answers in run.rows.items()}}
 
-    return _sharded_table("table2", list(runs), compute, out, key, rows_of, state)
+    return _sharded_table("vqa", list(runs), compute, out, key, rows_of, state)
 
 
 def gsm8k(profile: str, out: Path, seed: int = 0, n_problems: int | None = None, state=None) -> list[dict] | None:
@@ -146,7 +140,7 @@ def gsm8k(profile: str, out: Path, seed: int = 0, n_problems: int | None = None,
         n, rounds = setup.run_settings.n_samples, setup.run_settings.rounds
         return analysis.paper_analog_rows(records, problems, analysis.paper_analog_labels(n, rounds), seed)
 
-    return _sharded_table("table3", list(chunks), lambda name: {
+    return _sharded_table("gsm8k", list(chunks), lambda name: {
         "records": evaluation.run_chunk(chunks[name][1], chunks[name][0])}, out, key, rows_of, state)
 
 
@@ -187,10 +181,29 @@ def robot(profile: str, out: Path, seed: int = 0, n_episodes: int | None = None,
 
     key = run_fingerprint(settings, seed, profile, hub_id=hub_id, numerics=numeric_path(),
                           checkpoints=pins(*map(checkpoints.name, VIEWS)) if profile == "local" else {})
-    return _sharded_table("table4", list(episodes), compute, out, key, rows_of, state)
+    return _sharded_table("robot", list(episodes), compute, out, key, rows_of, state)
 
 
-TABLES = {"image": image, "vqa": vqa, "gsm8k": gsm8k, "robot": robot}
+@dataclass(frozen=True)
+class Table:
+    """A table's command: the function that runs it, its notebook, the file rank 0 writes, the unit of work."""
+
+    run: Callable[..., list[dict] | None]
+    notebook: str
+    file: str
+    unit: str
+
+
+TABLES = {
+    "image": Table(image, "11_image_generation", "table1.json", "a row of Table 1 on every seed in one batch "
+                   "(`Experiment.sample_row`), and the floor/ceiling reference rows; refused at `paper`"),
+    "vqa": Table(vqa, "21_visual_qa", "table2.json", "a run: a model seed and its own test subset "
+                 "(`experiment.evaluate_run`), after the step-size choice, which every process makes"),
+    "gsm8k": Table(gsm8k, "31_gsm8k", "table3.json", "a chunk of problems, fixed by the profile's chunk size "
+                   "(`Evaluation.run_chunk`)"),
+    "robot": Table(robot, "41_robot_manipulation", "table4.json", "an episode seed with every row on it "
+                   "(`episodes.run_episode_rows`)"),
+}
 OPTIONS = {"n_per_class": "image", "model_seeds": "vqa", "per_kind": "vqa", "data_root": "vqa",
            "n_problems": "gsm8k", "n_episodes": "robot", "hub_id": "robot"}
 
@@ -219,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.table == "gsm8k":
             ap.error("--threads is not an option of gsm8k (its numeric path fixes 2, pic.lm.numerics)")
         given["threads"] = args.threads
-    rows = TABLES[args.table](args.profile, args.out, seed=args.seed, **given)
+    rows = TABLES[args.table].run(args.profile, args.out, seed=args.seed, **given)
     if rows is not None:
         print(f"{len(rows)} rows -> {args.out}")
     return 0

@@ -12,16 +12,17 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pic.evaluate import TABLES
 from pic.lm.numerics import PINNED
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 PROBLEMS = 12  # three chunks of smoke's four problems
 GSM8K = ("gsm8k", "--n-problems", str(PROBLEMS))
-# table -> (its file, the command at smoke): one thread per process, as torchrun's default, in both runs
-TABLES = {"image": ("table1.json", ("image", "--threads", "1")),  # 9 rows and the reference rows, 2 seeds
-          "vqa": ("table2.json", ("vqa", "--threads", "1", "--model-seeds", "0", "1", "--per-kind", "4")),  # 2 runs
-          "robot": ("table4.json", ("robot", "--threads", "1"))}  # 2 episodes, every row on each
+# each table's command at smoke, sized for a short test: one thread per process (torchrun's default) in both runs
+SMOKE = {"image": ("image", "--threads", "1"),  # 9 rows and the reference rows, 2 seeds
+         "vqa": ("vqa", "--threads", "1", "--model-seeds", "0", "1", "--per-kind", "4"),  # 2 runs
+         "robot": ("robot", "--threads", "1")}  # 2 episodes, every row on each
 
 
 def command(out: Path, processes: int, table: tuple[str, ...] = GSM8K) -> list[str]:
@@ -78,12 +79,12 @@ def test_two_processes_give_the_table_of_one_and_a_killed_rank_resumes(tmp_path)
     assert (killed / "table3.json").read_bytes() == (one / "table3.json").read_bytes()
 
 
-@pytest.mark.parametrize("table", TABLES)
+@pytest.mark.parametrize("table", SMOKE)
 def test_each_table_split_across_two_processes_gives_the_table_and_records_of_one(table, tmp_path):
-    name, arguments = TABLES[table]
+    name = TABLES[table].file
     one, two = tmp_path / "one", tmp_path / "two"
     for out, processes in [(one, 1), (two, 2)]:
-        result = run(out, processes, arguments)
+        result = run(out, processes, SMOKE[table])
         assert result.returncode == 0, result.stderr[-2000:]
     assert (two / name).read_bytes() == (one / name).read_bytes()
     assert all(f.read_text() for f in [two / "records.rank0.jsonl", two / "records.rank1.jsonl"])  # work was split
@@ -100,12 +101,11 @@ def test_each_table_split_across_two_processes_gives_the_table_and_records_of_on
 def test_offline_the_paper_path_of_each_table_refuses_at_once_saying_why(table, needs, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from pic import evaluate
     from pic.models.hub import HubUnavailableError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises((HubUnavailableError, ValueError)) as err:
-        evaluate.TABLES[table]("paper", tmp_path, threads=None,  # leaves this process's torch threads alone
-                               state=SimpleNamespace(num_processes=1, is_main_process=True))
+        TABLES[table].run("paper", tmp_path, threads=None,  # leaves this process's torch threads alone
+                          state=SimpleNamespace(num_processes=1, is_main_process=True))
     assert needs in str(err.value)
     assert not list(tmp_path.iterdir())  # nothing recorded
