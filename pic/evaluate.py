@@ -111,6 +111,7 @@ def vqa(profile: str, out: Path, seed: int = 0, model_seeds: list[int] | None = 
                                             checkpoints.reference_name(m)]]
     key = run_fingerprint(settings, seed, profile, step_size=step_size, numerics=numeric_path(),
                           checkpoints=pins(*read))
+
     def compute(item: str) -> dict:
         run = experiment.evaluate_run(setup, config, runs[item], log=None)
         return {"per_seed": run.per_seed, "questions": [q.text for q in run.questions],
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for the per-process records and the table")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads per process (image, vqa, robot; default: the notebook's, 2, 2 and 1)")
+                    help="torch threads per process (image, vqa, robot; default 2, 2 and 1: as notebook 11 runs on "
+                         "2 cores, and as 21 and 41 set)")
     ap.add_argument("--n-per-class", type=int, default=None, help="image: samples per class, row and seed")
     ap.add_argument("--model-seeds", type=int, nargs="+", default=None, help="vqa: committed model seeds, one run each")
     ap.add_argument("--per-kind", type=int, default=None, help="vqa: test questions of each kind per run")

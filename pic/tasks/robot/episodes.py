@@ -33,7 +33,7 @@ class EpisodeRecord:
     failed_grasps: int
     goal_text: str
     actions: str
-    final: Snapshot  # the cubes' final poses, for figures
+    final: Snapshot | None  # the cubes' final poses, for figures (None in pic.evaluate's records)
     error_cm: float = float("nan")  # image goals: the largest distance of a cube from its target place
 
 
