@@ -109,3 +109,11 @@ def test_offline_the_paper_path_of_each_table_refuses_at_once_saying_why(table, 
                           state=SimpleNamespace(num_processes=1, is_main_process=True))
     assert needs in str(err.value)
     assert not list(tmp_path.iterdir())  # nothing recorded
+
+
+def test_an_option_of_another_table_is_refused_naming_it(tmp_path, capsys):
+    from pic.evaluate import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["gsm8k", "--n-episodes", "3", "--out", str(tmp_path)])
+    assert err.value.code == 2 and "--n-episodes not an option of gsm8k" in capsys.readouterr().err
