@@ -78,6 +78,12 @@ def read_pin(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def pins(*names: str | None) -> dict[str, str]:
+    """name -> sha256 of the committed checkpoints a run reads (for its records' fingerprint); unpinned or None
+    names are left out."""
+    return {n: pin["sha256"] for n in names if n is not None and (pin := read_pin(n)) is not None}
+
+
 def _remedy(name: str, produced_by: str | None) -> str:
     train = (f"`python -m pic.reproduce --train {produced_by[:2]}` retrains it (notebooks/{produced_by}, which "
              "rewrites its pins)" if produced_by else "its training notebook (notebooks/NN_train_*.ipynb) writes it")

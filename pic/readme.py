@@ -5,7 +5,8 @@ up to date (tests/test_readme.py runs it), so a number in the README is always t
 - glance: one row per experiment, the paper's claim, its numbers there and here, and whether it holds here;
 - times: per notebook, the wall time and peak memory of its committed run as the runner recorded them
   (meta.runner, see pic.reproduce);
-- results: the longer results-beside-the-paper table.
+- results: the longer results-beside-the-paper table;
+- commands: one row per table's sharded command (pic.evaluate.TABLES).
 The words around the numbers are written here, once per experiment (EXPERIMENTS); a notebook whose tables were
 renamed makes this fail with the notebook, table and row it could not find.
 """
@@ -276,6 +277,15 @@ def results_table(lines: dict[str, Line]) -> str:
                   [[x.experiment, x.paper_long, x.here_long, _link(nb)] for nb, x in lines.items()])
 
 
+def commands_table() -> str:
+    """One row per table's command (pic.evaluate.TABLES): its notebook, the file rank 0 writes, its unit of work."""
+    from pic.evaluate import TABLES
+
+    return _table(["notebook", "command", "writes under OUT", "unit of work (seeded by itself)"],
+                  [[_link(t.notebook), f"`-m pic.evaluate {name}`", f"`records.rank<r>.jsonl`, `{t.file}`", t.unit]
+                   for name, t in TABLES.items()])
+
+
 def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -338,7 +348,7 @@ def render(readme: str, root: Path = ROOT) -> str:
     lines = {nb: describe(Results(nb, figures)) for nb, describe in EXPERIMENTS.items()
              if (root / "notebooks" / f"{nb}.ipynb").exists()}
     tables = {"glance": glance_table(lines), "times": times_table(notebooks, figures),
-              "results": results_table(lines)}
+              "results": results_table(lines), "commands": commands_table()}
     for name, table in tables.items():
         readme = replace_block(readme, name, table)
     return readme

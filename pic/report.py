@@ -105,6 +105,11 @@ def versions() -> dict[str, str]:
     return out
 
 
+def table_json(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A table as its <name>.json holds it: the rows in order, full precision, non-finite numbers as null."""
+    return json.dumps([{k: _finite(v) for k, v in r.items()} for r in rows], indent=2) + "\n"
+
+
 def _finite(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -167,7 +172,7 @@ class Report:
         rows = [{k: _finite(v) for k, v in r.items()} for r in rows]
         self.tables[name] = rows
         pd.DataFrame(rows).to_csv(self.dir / f"{name}.csv", index=False)
-        (self.dir / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (self.dir / f"{name}.json").write_text(table_json(rows))
         return format_table(rows, decimals)
 
     def claims(self, claims: Mapping[str, bool] | Sequence[Mapping[str, Any]], name: str = "claims",

@@ -18,14 +18,55 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict, is_dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+PACKAGE = Path(__file__).resolve().parent  # pic/
+LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf", "peft", "numpy", "scipy", "scikit-learn",
+             "sentence-transformers", "diffusers", "pybullet")
+
 
 class ShardingError(RuntimeError):
     """A world that is not the one launched, or records missing after every process finished."""
+
+
+def code_hash(root: Path = PACKAGE) -> str:
+    """sha256 (16 hex digits) over every file under pic/ (path and bytes; caches excluded): the energy, the
+    optimizers, the loaders and every task's code."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def run_fingerprint(settings, seed: int, profile: str, **extra) -> dict:
+    """What a run's records depend on: its settings, seed and profile, every file under pic/, the library
+    versions, and `extra` (the checkpoints' sha256 pins, the data, the numeric path: threads, kernels)."""
+    return {"settings": asdict(settings) if is_dataclass(settings) else dict(settings), "seed": seed,
+            "profile": profile, "code": code_hash(), "libraries": library_versions(), **extra}
+
+
+def numeric_path() -> dict:
+    """The numeric path of this process that results depend on and a fingerprint records: torch's thread count
+    (reductions split by thread), its CPU kernels and the kernel-pinning environment (pic.lm.numerics.PINNED)."""
+    from pic.lm.numerics import PINNED
+
+    return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            **{k: os.environ.get(k) for k in PINNED}}
 
 
 def fingerprint_key(fingerprint: Mapping[str, Any]) -> str:

@@ -15,7 +15,8 @@ from pic.models.text_encoder import FrozenTextEncoder
 from pic.tasks.gsm8k.data import Problem, few_shot_prefix, question_prompt
 from pic.tasks.gsm8k.evaluation import Evaluation, Settings, run_evaluation
 from pic.tasks.gsm8k.scorers import gsm8k_energy
-from pic.tasks.gsm8k.store import ResultStore, code_hash, fingerprint
+from pic.sharding import code_hash
+from pic.tasks.gsm8k.store import ResultStore, fingerprint
 from pic.tasks.gsm8k.table import correctness
 
 NUMERICS = {"dtype": "float32", "threads": 2}

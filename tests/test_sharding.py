@@ -42,6 +42,18 @@ def test_a_second_run_reuses_every_record_and_another_fingerprint_recomputes(tmp
     assert len(store.load()) == 2 and store.stale == 5  # the first run's records stay, never mixed in
 
 
+def test_a_run_fingerprint_changes_with_its_settings_seed_profile_and_checkpoints_and_holds_the_code():
+    def key(settings=None, seed=0, profile="smoke", pins=None):
+        return sharding.fingerprint_key(sharding.run_fingerprint(settings or {"n": 1}, seed, profile,
+                                                                 checkpoints=pins or {"a.safetensors": "1"}))
+
+    others = [key(settings={"n": 2}), key(seed=1), key(profile="local"), key(pins={"a.safetensors": "2"})]
+    assert len({key(), *others}) == 5 and key() == key()
+    fingerprint = sharding.run_fingerprint({"n": 1}, 0, "smoke")
+    assert fingerprint["code"] == sharding.code_hash()  # every file under pic/ (tests/test_gsm8k_resume.py)
+    assert {"torch", "diffusers", "pybullet"} <= set(fingerprint["libraries"])
+
+
 def test_a_line_cut_short_by_a_killed_process_is_computed_again(tmp_path):
     store = RecordStore(tmp_path, {"v": 1})
     store.append("a", {"x": 1})

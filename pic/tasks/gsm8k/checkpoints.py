@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from pic.assets import load_checkpoint, read_pin, save_checkpoint
+from pic.assets import load_checkpoint, save_checkpoint
 
 PRODUCER = "30_train_gsm8k_models.ipynb"
 CONSENSUS_PRODUCER = "32_train_gsm8k_consensus.ipynb"
@@ -48,7 +48,3 @@ def save_consensus(tensors: dict[str, torch.Tensor], metadata: dict[str, str]):
 def load_consensus() -> tuple[dict[str, torch.Tensor], dict]:
     return load_checkpoint(CONSENSUS)
 
-
-def pins(*names: str | None) -> dict[str, str]:
-    """name -> sha256 of the committed checkpoints a run reads (for its resume fingerprint)."""
-    return {n: read_pin(n)["sha256"] for n in names if n is not None and read_pin(n) is not None}

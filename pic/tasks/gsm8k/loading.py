@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pic.assets import pins
 from pic.lm import fast_cpu_inference, load_causal_lm, load_qwen_coder, tiny_random_llama
 from pic.lm.load import qwen_coder_provenance
 from pic.lm.lora import merged_with_adapter
@@ -138,13 +139,13 @@ def load(profile: str, notebook: str, **overrides):
                               FrozenTextEncoder(), checkpoints.load_verifier())
         run_settings = Settings(**{k: v for k, v in settings.items() if k != "n_problems"})
         return PaperAnalog(settings, run_settings, generator, tokenizer, finetuned, energy, numerics,
-                           checkpoints.pins(checkpoints.VERIFIER, checkpoints.lora_name(profile)))
+                           pins(checkpoints.VERIFIER, checkpoints.lora_name(profile)))
     if notebook == "33_gsm8k_consensus":
         weights = ConsensusWeights.from_checkpoint(*checkpoints.load_consensus())
         run_settings = AcrossSettings(**{k: v for k, v in settings.items() if k != "n_problems"})
         provenance = {"coder": "a tiny random Llama (smoke)"} if profile == "smoke" else qwen_coder_provenance()
         return AcrossModels(settings, run_settings, proposers(profile), weights, weights.energy(), numerics,
-                            checkpoints.pins(checkpoints.CONSENSUS), provenance)
+                            pins(checkpoints.CONSENSUS), provenance)
     if notebook == "30_train_gsm8k_models":
         return Training(settings, numerics)
     if notebook == "32_train_gsm8k_consensus":

@@ -9,34 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, is_dataclass
-from importlib import metadata
 from pathlib import Path
 
-from pic.sharding import append_lines
-
-PACKAGE = Path(__file__).resolve().parents[2]  # pic/
-LIBRARIES = ("torch", "transformers", "tokenizers", "safetensors", "gguf", "peft", "numpy", "scipy", "scikit-learn",
-             "sentence-transformers")
-
-
-def code_hash(root: Path = PACKAGE) -> str:
-    """sha256 (16 hex digits) over every file under pic/ (path and bytes; caches excluded): the energy, the
-    optimizers, the loaders and this task's code."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def library_versions() -> dict[str, str]:
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+from pic.sharding import append_lines, run_fingerprint
 
 
 def problems_hash(problems) -> str:
@@ -51,9 +26,8 @@ def fingerprint(settings, seed: int, profile: str, problems, numerics: dict, **e
     """What stored records depend on: the settings, seed, profile, the problems' texts, the numeric path (dtype,
     pinned kernels, thread count: pic.lm.numerics), every file under pic/, the library versions, and `extra`
     (e.g. the checkpoints' sha256)."""
-    return {"settings": asdict(settings) if is_dataclass(settings) else dict(settings), "seed": seed,
-            "profile": profile, "problems": problems_hash(problems), "numerics": dict(numerics),
-            "code": code_hash(), "libraries": library_versions(), **extra}
+    return run_fingerprint(settings, seed, profile, problems=problems_hash(problems), numerics=dict(numerics),
+                           **extra)
 
 
 class ResultStore:

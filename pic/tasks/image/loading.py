@@ -89,6 +89,39 @@ class Experiment:
         return [{"model": name, "parameters": n, "checkpoint_kB": "-", "training_steps": 0,
                  "held_out_test_accuracy": "- (random)"} for name, n in self.models.sizes().items()]
 
+    def seed_batch(self, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(labels, starting noise) of every seed batched as [seed 0 | seed 1 | ...]: seed i starts from the noise
+        of seed + 1000 i, the same in every row (paired comparisons)."""
+        n_seeds = self.settings["n_seeds"]
+        noise = torch.cat([ig.initial_noise(len(self.labels), seed + 1000 * i, self.sample_shape)
+                           for i in range(n_seeds)])
+        return self.labels.repeat(n_seeds), noise
+
+    def sample_row(self, row: str, seed: int, mcmc_steps: int = 1):
+        """The DenoiseResult of Table 1's row `row` (a key of ig.ROWS), every seed in one batch: the unit of work of
+        the notebook's loop and of `python -m pic.evaluate image` (its seeds derive from `seed`, never a rank)."""
+        scorer_names, with_mcmc = ig.ROWS[row]
+        labels, noise = self.seed_batch(seed)
+        mcmc = self.sampler.langevin(mcmc_steps, self.mcmc_step_scale) if with_mcmc else None
+        return self.sampler.sample(ig.row_weights(scorer_names, self.weights, self.combination_scale), labels, noise,
+                                   num_steps=self.settings["num_steps"], mcmc=mcmc, seed=seed)
+
+    def reference(self) -> ig.Reference:
+        """The real images generated ones are measured against: the first `reference_images` test images."""
+        test_x, test_y = load_split("test")
+        keep = torch.arange(len(test_x)) < self.settings["reference_images"]
+        return ig.Reference.of(self.eval_net, test_x[keep], test_y[keep])
+
+    def row_quality(self, samples: torch.Tensor, reference: ig.Reference, seed: int) -> list[dict[str, float]]:
+        """quality() of each seed's block of a row's samples (ig.per_seed_quality)."""
+        return ig.per_seed_quality(self.eval_net, samples, self.labels, self.settings["n_seeds"], reference, seed)
+
+    def reference_rows(self, reference: ig.Reference, seed: int) -> dict[str, list[dict[str, float]]]:
+        """The floor and ceiling rows: train images and a per-pixel Gaussian through the same metric, per seed."""
+        train_x, train_y = load_split("train")
+        return ig.reference_quality(self.eval_net, train_x, train_y, self.labels, reference, self.settings["n_seeds"],
+                                    seed)
+
 
 def load(profile: str, notebook: str, **overrides) -> Training | Experiment:
     if notebook == "10_train_image_models":

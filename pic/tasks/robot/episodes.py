@@ -33,7 +33,7 @@ class EpisodeRecord:
     failed_grasps: int
     goal_text: str
     actions: str
-    final: Snapshot  # the cubes' final poses, for figures
+    final: Snapshot | None  # the cubes' final poses, for figures (None in pic.evaluate's records)
     error_cm: float = float("nan")  # image goals: the largest distance of a cube from its target place
 
 
@@ -41,41 +41,54 @@ def run_table(world: TabletopWorld, seeds, rows: list[Row], text_scorer: Callabl
               image_scorer: Callable[[str, torch.Tensor], Scorer], settings: PlannerSettings,
               log: Callable[[str], None] | None = None,
               log_every: int = 10) -> tuple[list[EpisodeRecord], list[dict], list[dict]]:
-    """Every row on every episode. `text_scorer(view)` -> a scorer of images given `prompt`; `image_scorer(view,
-    goal_image)` -> a scorer of images against that camera's goal image. Returns the episode records, the
-    simulation/render cost of each episode (all rows together, with the cache) and `view_quality` records.
-    log: called with "episode i/n: seconds" after every `log_every`-th episode."""
+    """Every row on every episode (run_episode_rows), with one world model whose cache the episodes share.
+    Returns the episode records, the simulation/render cost of each episode (all rows together, with the cache)
+    and `view_quality` records. log: called with "episode i/n: seconds" after every `log_every`-th episode."""
     model, records, costs, quality = WorldModel(world), [], [], []
     started = time.perf_counter()
     for i, seed in enumerate(seeds, 1):
-        before = _cost_snapshot(model.costs)
-        world.release_states()
-        episode, snap = make_episode(world, seed)
-        goal = parse_goal(episode.text_goal.instruction, cubes=snap.positions)  # refused here if bad
-        start = model.start(snap)
-        target = world.predict(snap, episode.target_action)
-        goal_images = world.render_snapshot(target)
-        energies = {
-            "text": view_energy({v: ViewScorer(v, text_scorer(v), model.costs, prompt=goal.caption) for v in VIEWS}),
-            "image": view_energy({v: ViewScorer(v, image_scorer(v, goal_images[i]), model.costs)
-                                  for i, v in enumerate(VIEWS)}),
-        }
-        reached = {"text": goal.holds,
-                   "image": lambda positions: image_goal_reached(positions, target.positions)}
-        first = model.predict(start, propose_actions(step_rng(seed, (), 0), snap, settings.n_random))
-        for row in rows:
-            energy = energies[row.goal].subset(row.views) if row.views else None
-            r = run_episode(model, seed, start, reached[row.goal], energy, settings)
-            records.append(EpisodeRecord(seed, row.goal, row.name, len(row.views), bool(r.success), r.steps,
-                                         r.failed_grasps, goal.instruction if row.goal == "text" else
-                                         f"image of: {episode.target_action}", "; ".join(map(str, r.actions)),
-                                         r.final, placement_error_cm(r.final, target) if row.goal == "image"
-                                         else float("nan")))
-        costs.append(_cost_delta(before, model.costs))
-        quality.extend(view_quality(seed, first, energies, reached, target))
+        episode_records, cost, episode_quality = run_episode_rows(world, model, seed, rows, text_scorer, image_scorer,
+                                                                  settings)
+        records += episode_records
+        costs.append(cost)
+        quality += episode_quality
         if log and i % log_every == 0:
             log(f"episode {i}/{len(seeds)}: {time.perf_counter() - started:.0f} s")
     return records, costs, quality
+
+
+def run_episode_rows(world: TabletopWorld, model: WorldModel, seed: int, rows: list[Row],
+                     text_scorer: Callable[[str], Scorer], image_scorer: Callable[[str, torch.Tensor], Scorer],
+                     settings: PlannerSettings) -> tuple[list[EpisodeRecord], dict, list[dict]]:
+    """Every row on the episode of `seed`: its records (in the order of `rows`), its simulation/render cost and
+    its `view_quality` records. `text_scorer(view)` -> a scorer of images given `prompt`; `image_scorer(view,
+    goal_image)` -> a scorer of images against that camera's goal image. The unit of work of run_table and of
+    `python -m pic.evaluate robot` (everything random derives from `seed`, never from a rank)."""
+    before = _cost_snapshot(model.costs)
+    world.release_states()
+    episode, snap = make_episode(world, seed)
+    goal = parse_goal(episode.text_goal.instruction, cubes=snap.positions)  # refused here if bad
+    start = model.start(snap)
+    target = world.predict(snap, episode.target_action)
+    goal_images = world.render_snapshot(target)
+    energies = {
+        "text": view_energy({v: ViewScorer(v, text_scorer(v), model.costs, prompt=goal.caption) for v in VIEWS}),
+        "image": view_energy({v: ViewScorer(v, image_scorer(v, goal_images[i]), model.costs)
+                              for i, v in enumerate(VIEWS)}),
+    }
+    reached = {"text": goal.holds,
+               "image": lambda positions: image_goal_reached(positions, target.positions)}
+    first = model.predict(start, propose_actions(step_rng(seed, (), 0), snap, settings.n_random))
+    records = []
+    for row in rows:
+        energy = energies[row.goal].subset(row.views) if row.views else None
+        r = run_episode(model, seed, start, reached[row.goal], energy, settings)
+        records.append(EpisodeRecord(seed, row.goal, row.name, len(row.views), bool(r.success), r.steps,
+                                     r.failed_grasps, goal.instruction if row.goal == "text" else
+                                     f"image of: {episode.target_action}", "; ".join(map(str, r.actions)),
+                                     r.final, placement_error_cm(r.final, target) if row.goal == "image"
+                                     else float("nan")))
+    return records, _cost_delta(before, model.costs), view_quality(seed, first, energies, reached, target)
 
 
 def view_quality(seed: int, first: list[Prediction], energies: dict[str, ComposedEnergy],

@@ -7,7 +7,7 @@ At smoke and local: SmolLM2 (a tiny random Llama at smoke) with the scorers and 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import torch
@@ -133,39 +133,49 @@ def choose_step_size(setup: Setup) -> tuple[list[dict], float]:
 @dataclass
 class Evaluation:
     per_seed: list[dict]  # per run and row: {"row", "seed" (the subset's), "model_seed", accuracy by kind}
-    questions: list  # the first run's questions, frames, video index and answers per row (figures, examples)
+    questions: list  # one run's (evaluate: the first run's) questions, frames, video index, answers per row
     frames: torch.Tensor
     video_of: torch.Tensor
     rows: dict[str, consensus.Answers]
 
 
 def evaluate(setup: Setup, config: ConsensusConfig, log: Callable[[str], None] = print) -> Evaluation:
-    """Every row of Table 2 for each run i: its own test subset (drawn with seed + i) and the scorers and
-    reference of model_seeds[i]."""
-    s = setup.settings
-    per_seed, first = [], None
-    for i, model_seed in enumerate(s.model_seeds):
-        subset_seed = s.seed + i
-        if s.per_kind is None:
-            questions = list(setup.test_q)
-        else:
-            questions = [setup.test_q[j] for j in vqa.stratified_subset(setup.test_q, s.per_kind, seed=subset_seed)]
-        scorers = setup.scorers(model_seed)
-        frames, video_of = setup.frames(questions)
-        embeddings = consensus.question_video_embeddings(scorers, frames, video_of)
-        rows = consensus.answer_all_rows(setup.lm, questions, scorers, embeddings, setup.vocabulary, config,
-                                         s.n_rerank, sharpened=len(scorers))
-        reference = setup.reference(model_seed, questions, frames, video_of)
-        if reference is not None:
-            rows[REFERENCE_ROW] = reference
-        for name, answers in rows.items():
-            per_seed.append({"row": name, "seed": subset_seed, "model_seed": model_seed,
-                             **vqa.accuracy_by_kind(answers.predictions, questions)})
+    """Every row of Table 2 for each run (evaluate_run): the first run's questions and answers, every run's
+    accuracies."""
+    first, per_seed = None, []
+    for i in range(setup.settings.n_seeds):
+        run = evaluate_run(setup, config, i, log)
+        per_seed += run.per_seed
         if first is None:
-            first = Evaluation(per_seed, questions, frames, video_of, rows)
+            first = run
+    return replace(first, per_seed=per_seed)
+
+
+def evaluate_run(setup: Setup, config: ConsensusConfig, i: int,
+                 log: Callable[[str], None] | None = print) -> Evaluation:
+    """Every row of Table 2 for run i: its own test subset (drawn with seed + i) and the scorers and reference of
+    model_seeds[i]. The unit of work of the notebook's loop and of `python -m pic.evaluate vqa` (its seeds derive
+    from i, never from a rank)."""
+    s = setup.settings
+    model_seed, subset_seed = s.model_seeds[i], s.seed + i
+    if s.per_kind is None:
+        questions = list(setup.test_q)
+    else:
+        questions = [setup.test_q[j] for j in vqa.stratified_subset(setup.test_q, s.per_kind, seed=subset_seed)]
+    scorers = setup.scorers(model_seed)
+    frames, video_of = setup.frames(questions)
+    embeddings = consensus.question_video_embeddings(scorers, frames, video_of)
+    rows = consensus.answer_all_rows(setup.lm, questions, scorers, embeddings, setup.vocabulary, config,
+                                     s.n_rerank, sharpened=len(scorers))
+    reference = setup.reference(model_seed, questions, frames, video_of)
+    if reference is not None:
+        rows[REFERENCE_ROW] = reference
+    per_seed = [{"row": name, "seed": subset_seed, "model_seed": model_seed,
+                 **vqa.accuracy_by_kind(answers.predictions, questions)} for name, answers in rows.items()]
+    if log:
         log(f"run {i} (test subset seed {subset_seed}, model seed {model_seed}): {len(questions)} questions, "
             f"{len(rows)} rows")
-    return first
+    return Evaluation(per_seed, questions, frames, video_of, rows)
 
 
 def trace_answer(setup: Setup, evaluation: Evaluation, config: ConsensusConfig, kinds: Sequence[str]):
