@@ -55,3 +55,17 @@ def test_regmean_merges_the_trained_weights_from_layer_grams(minilm, tasks):
     same = {k: base[k] for k in tt.TRAINED}
     merged = merging.regmean({"a": same, "b": same}, {"a": grams, "b": grams}, 0.9)
     assert all(torch.allclose(merged[k], same[k], atol=1e-5) for k in tt.TRAINED)
+
+
+def test_a_merge_of_one_fine_tuning_scores_as_that_fine_tuning_and_a_left_out_task_is_not_merged(minilm, tasks):
+    from pic.tasks.merging import experiments
+
+    tokenizer, model = minilm
+    members = experiments.text_members(tt.base_weights(model), tasks, tt.encode_tasks(tokenizer, model, tasks), 0)
+    alone = members.merge("linear", tasks=["vqa_kind"])
+    assert members.accuracy(alone)["vqa_kind"] == members.individual["vqa_kind"]
+    assert members.normalised(members.merge("linear", tasks=["language"]), "test") < 1  # the others lose
+    language = members.merge("task_arithmetic", 1.0, tasks=["language"])  # θ_0 + τ_language only
+    assert all(torch.allclose(language[k], members.layers["language"][k], atol=1e-6) for k in tt.TRAINED)
+    both = members.merge("task_arithmetic", 1.0, tasks=["language", "money"])
+    assert not torch.allclose(both[tt.TRAINED[0]], language[tt.TRAINED[0]])
