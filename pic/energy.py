@@ -116,6 +116,15 @@ class Energies:
             raise EnergyError("no total energy: a score-only scorer has none; select with energies, not scores")
         return int(torch.argmin(self.total))
 
+    def reweighted(self, weights: Mapping[str, float]) -> Energies:
+        """The same terms under other weights (a scorer left out weighs 0), without scoring again: what the
+        composition with those weights gives on this batch."""
+        unknown = sorted(set(weights) - set(self.terms))
+        if unknown:
+            raise EnergyError(f"no term named {unknown} in this batch's energies; its terms are {list(self.terms)}")
+        full = {n: float(weights.get(n, 0.0)) for n in self.terms}
+        return Energies(_weighted_sum(self.terms, full), dict(self.terms), full)
+
     def agree(self) -> bool:
         """Whether every scorer ranks the same proposal best (the discrete optimizers' consensus test)."""
         best = {int(torch.argmin(e)) for e in self.terms.values()}

@@ -165,6 +165,18 @@ def test_subset_keeps_weights_and_refuses_unknown_names():
         composed.subset(["c"])
 
 
+def test_energies_reweighted_are_what_the_composition_with_those_weights_gives_and_a_left_out_scorer_weighs_0():
+    x = torch.tensor([[0.0], [1.0], [2.0]], dtype=torch.float64)
+    a, b = quadratic([0.0], "a"), quadratic([2.0], "b")
+    scored = ComposedEnergy([(a, 1.0), (b, 1.0)])(x)
+    heavier_b = scored.reweighted({"a": 1.0, "b": 4.0})
+    assert torch.allclose(heavier_b.total, ComposedEnergy([(a, 1.0), (b, 4.0)])(x).total)
+    assert heavier_b.argmin() == 2 and scored.argmin() == 1 and heavier_b.weights == {"a": 1.0, "b": 4.0}
+    assert scored.reweighted({"a": 1.0}).argmin() == 0 and scored.reweighted({"a": 1.0}).weights["b"] == 0.0
+    with pytest.raises(EnergyError, match=r"no term named \['c'\]"):
+        scored.reweighted({"c": 1.0})
+
+
 @pytest.mark.parametrize("weight", [float("nan"), float("inf"), -float("inf"), "heavy"])
 def test_a_weight_that_is_not_a_finite_number_is_refused_naming_the_scorer(weight):
     with pytest.raises(EnergyError, match=r"scorer 'up' has weight"):

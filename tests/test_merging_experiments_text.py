@@ -55,3 +55,29 @@ def test_regmean_merges_the_trained_weights_from_layer_grams(minilm, tasks):
     same = {k: base[k] for k in tt.TRAINED}
     merged = merging.regmean({"a": same, "b": same}, {"a": grams, "b": grams}, 0.9)
     assert all(torch.allclose(merged[k], same[k], atol=1e-5) for k in tt.TRAINED)
+
+
+
+def first_test_rows(tasks, n=24):
+    """The tasks cut to the first n test rows of each (also its validation rows), texts still shared where they were."""
+    texts_of, out = {}, {}
+    for name, t in tasks.items():
+        rows = t.rows("test")[:n]
+        texts = texts_of.setdefault(id(t.texts), [t.texts[i] for i in rows.tolist()])
+        out[name] = tt.TaskData(texts, t.labels[rows], t.classes,
+                                {"validation": torch.arange(n), "test": torch.arange(n)})
+    return out
+
+
+def test_a_merge_of_one_fine_tuning_scores_as_that_fine_tuning_and_a_left_out_task_is_not_merged(minilm, tasks):
+    from pic.tasks.merging import experiments
+
+    tokenizer, model = minilm
+    small = first_test_rows(tasks)
+    members = experiments.text_members(tt.base_weights(model), small, tt.encode_tasks(tokenizer, model, small), 0)
+    for task in ("vqa_kind", "language"):  # one of two tasks that share their texts, and so one forward
+        assert members.accuracy(members.merge("linear", tasks=[task]))[task] == members.individual[task]
+    language = members.merge("task_arithmetic", 1.0, tasks=["language"])  # θ_0 + τ_language only
+    assert all(torch.allclose(language[k], members.layers["language"][k], atol=1e-6) for k in tt.TRAINED)
+    both = members.merge("task_arithmetic", 1.0, tasks=["language", "money"])
+    assert not torch.allclose(both[tt.TRAINED[0]], language[tt.TRAINED[0]])

@@ -10,6 +10,33 @@ from pic.stats import bootstrap_interval
 from pic.tasks.gsm8k.across_models import is_right, oracle, pool_of
 from pic.tasks.gsm8k.data import Problem
 from pic.tasks.gsm8k.table import PAPER, accuracy_row, correctness, paired_row
+from pic.tasks.gsm8k.weights import argmin_correct
+
+# ---------------------------------------------------------------- 31 and 33: selections re-run from the records
+
+
+def recorded_energies(records: dict, problems: list[Problem], scorers: list[str],
+                      pool: str = "samples") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per problem, the [candidates, scorers] energies recorded for its candidates (the "samples" records of 31, the
+    "pool" records of 33), scorers in the given order, and the [candidates] correctness of those candidates."""
+    energies, correct = [], []
+    for p in problems:
+        r = records[(p.id, pool)]
+        missing = [s for s in scorers if s not in r["energies"]]
+        if missing:
+            raise KeyError(f"the {pool!r} records hold energies of {sorted(r['energies'])}, not of {missing}")
+        energies.append(np.array([r["energies"][s] for s in scorers], dtype=float).T)
+        correct.append(np.array(r["correct"], dtype=float))
+    return energies, correct
+
+
+def reselect(records: dict, problems: list[Problem], weights: dict[str, float], pool: str = "samples") -> np.ndarray:
+    """[problems] 1.0 where the candidate of lowest sum_n w_n E_n over the recorded energies is right: a one-round
+    selection re-run with other weights (a scorer left out of `weights` weighs 0), without a model call."""
+    names = list(weights)
+    energies, correct = recorded_energies(records, problems, names, pool)
+    return argmin_correct(energies, correct, np.array([weights[n] for n in names], dtype=float))[:, 0]
+
 
 # ---------------------------------------------------------------- notebook 31: the paper-analog rows
 

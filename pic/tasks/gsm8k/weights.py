@@ -81,12 +81,16 @@ def energy_matrix(pools, questions, scales: dict[str, tuple[float, float]]) -> l
     return out
 
 
+def argmin_correct(energies: list[np.ndarray], correct: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+    """[problems, len(w)] correctness of argmin_i sum_n w_n E_in per problem (energies: [candidates, scorers] each)
+    for each weight vector (rows of w); ties to the first candidate."""
+    w = np.atleast_2d(w)
+    return np.array([c[np.argmin(e @ w.T, axis=0)] for e, c in zip(energies, correct)], dtype=float)
+
+
 def argmin_accuracy(energies: list[np.ndarray], correct: list[np.ndarray], w: np.ndarray) -> np.ndarray:
     """[len(w)] accuracy of argmin_i sum_n w_n E_in for each weight vector (rows of w); ties to the first."""
-    hits = np.zeros(len(w))
-    for e, c in zip(energies, correct):
-        hits += c[np.argmin(e @ w.T, axis=0)]
-    return hits / len(energies)
+    return argmin_correct(energies, correct, w).mean(0)
 
 
 def fit_weights(pools, questions, correct: list[np.ndarray], grid=GRID) -> ConsensusWeights:

@@ -142,47 +142,81 @@ class Text:
     times: list[dict]  # per method: seconds to merge the fine-tuned layers and the full MiniLM state dicts
 
 
+@dataclass
+class TextMembers:
+    """One model seed's text fine-tunings, ready to be merged and scored: `base` the pre-trained top layer (trained
+    and frozen keys), `layers` the fine-tuned trained weights per task, `groups` the stored checkpoint (the heads,
+    the joint model), `individual` each fine-tuning's own test accuracy."""
+
+    seed: int
+    base: dict[str, torch.Tensor]
+    layers: dict[str, dict[str, torch.Tensor]]
+    groups: dict
+    individual: dict[str, float]
+    tasks: dict[str, tt.TaskData]
+    encoded: dict
+
+    def merge(self, method: str, lam: float = 1.0, seed: int = 0, tasks=None, grams: dict | None = None):
+        """merge_text over the fine-tunings of `tasks` (default: every task), against the pre-trained weights."""
+        layers = {t: self.layers[t] for t in (tasks if tasks is not None else self.layers)}
+        return merge_text(method, {k: self.base[k] for k in tt.TRAINED}, layers,
+                          grams and {t: grams[t] for t in layers}, lam, seed)
+
+    def accuracy(self, merged, split: str = "test") -> dict[str, float]:
+        """Per task (all of them, merged or not): accuracy of its own head reading the merged layer (an EMR merge
+        gives each task its own weights)."""
+        per, pooled = {}, {}
+        emr = isinstance(merged, merging.EMRMerge)
+        for t in self.layers:
+            key = (id(self.encoded[t]), t if emr else None)  # tasks sharing texts share one forward of the layer
+            rows = self.tasks[t].rows(split)
+            if key not in pooled:
+                layer = tt.TopLayer(self.base, {}).load_trained(merged.weights(t) if emr else merged).eval()
+                with torch.no_grad():
+                    pooled[key] = layer(*self.encoded[t].take(rows))
+            per[t] = tt.head_accuracy(pooled[key], self.groups[t], t, self.tasks[t].labels[rows])
+        return per
+
+    def normalised(self, merged, split: str = "test") -> float:
+        """The mean over tasks of accuracy / the individual fine-tuning's test accuracy (1: nothing lost)."""
+        acc = self.accuracy(merged, split)
+        return sum(acc[t] / self.individual[t] for t in acc) / len(acc)
+
+
+def text_members(base: dict, tasks: dict[str, tt.TaskData], encoded: dict, model_seed: int) -> TextMembers:
+    """The committed text fine-tunings of one model seed (50_train_merging_models)."""
+    groups, meta = ckpt.load("text", model_seed)
+    names = meta["tasks"]
+    individual = {t: tt.accuracy(text_model(base, groups[t], tasks), t, tasks[t], encoded[t]) for t in names}
+    return TextMembers(model_seed, base, {t: finetuned(base, groups[t]) for t in names}, groups, individual, tasks,
+                       encoded)
+
+
 def text(s: Settings, base: dict, full_state: dict, tasks: dict[str, tt.TaskData], encoded: dict) -> Text:
     rows, times = [], []
     for seed in s.model_seeds:
-        groups, meta = ckpt.load("text", seed)
-        names = meta["tasks"]
-        layers = {t: finetuned(base, groups[t]) for t in names}
-        trained_base = {k: base[k] for k in tt.TRAINED}
-        individual = {t: tt.accuracy(text_model(base, groups[t], tasks), t, tasks[t], encoded[t]) for t in names}
+        members = text_members(base, tasks, encoded, seed)
+        names, groups = list(members.layers), members.groups
         joint = text_model(base, groups["joint"], tasks)
 
         def add(method, accs, lam=None):
             for t in names:
                 rows.append({"seed": seed, "method": method, "task": t, "accuracy": accs[t],
-                             "normalized": accs[t] / individual[t], "lambda": lam})
+                             "normalized": accs[t] / members.individual[t], "lambda": lam})
 
-        add("individual", individual)
+        add("individual", members.individual)
         add("joint training", {t: tt.accuracy(joint, t, tasks[t], encoded[t]) for t in names})
         grams = {t: tt.layer_grams(text_model(base, groups[t], tasks), encoded[t], tasks[t].rows("train"))
                  for t in names}
-
-        def score(merged, split):
-            per, pooled = {}, {}
-            for t in names:
-                emr = isinstance(merged, merging.EMRMerge)
-                key = (id(encoded[t]), t if emr else None)  # tasks sharing texts share one forward of the layer
-                rows = tasks[t].rows(split)
-                if key not in pooled:
-                    layer = tt.TopLayer(base, {}).load_trained(merged.weights(t) if emr else merged).eval()
-                    with torch.no_grad():
-                        pooled[key] = layer(*encoded[t].take(rows))
-                per[t] = tt.head_accuracy(pooled[key], groups[t], t, tasks[t].labels[rows])
-            return per
-
         for label, method in TEXT_METHODS.items():
             lams = s.text_lambdas if method in ("task_arithmetic", "ties", "dare_linear", "dare_ties", "breadcrumbs") else (None,)
-            candidates = {lam: merge_text(method, trained_base, layers, grams, lam, s.seed) for lam in lams}
-            val = {lam: sum(score(m, "validation")[t] / individual[t] for t in names) for lam, m in candidates.items()}
+            candidates = {lam: members.merge(method, lam, s.seed, grams=grams) for lam in lams}
+            val = {lam: members.normalised(m, "validation") for lam, m in candidates.items()}
             lam = max(val, key=lambda k: (val[k], -(k or 0)))
-            add(label, score(candidates[lam], "test"), lam)
+            add(label, members.accuracy(candidates[lam], "test"), lam)
         if seed == s.model_seeds[0]:
-            times = merge_times(trained_base, full_state if s.time_full_model else None, layers, grams, s.seed)
+            times = merge_times({k: base[k] for k in tt.TRAINED}, full_state if s.time_full_model else None,
+                                members.layers, grams, s.seed)
     return Text(rows, times)
 
 
