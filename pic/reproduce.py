@@ -239,14 +239,14 @@ def kernel_environment(progress_lines: Path):
                 os.environ[k] = v
 
 
-class StreamLines:
-    """Print the lines appended to `path` (the kernel's progress) to this terminal while the notebook runs."""
+class Polling:
+    """A background thread that calls `poll()` every `every` seconds while the `with` block runs, then `finish()`
+    once the block has ended (the runner's three watchers of a notebook run)."""
 
-    def __init__(self, path: Path, label: str, every: float = 0.5):
-        self.path, self.label, self.every = path, label, every
+    def __init__(self, every: float):
+        self.every = every
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._follow, daemon=True)
-        self._offset = 0
+        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -255,13 +255,27 @@ class StreamLines:
     def __exit__(self, *exc):
         self._done.set()
         self._thread.join()
+        self.finish()
 
-    def _follow(self):
+    def _loop(self):
         while not self._done.wait(self.every):
-            self._print_new()
-        self._print_new()
+            self.poll()
 
-    def _print_new(self):
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+
+class StreamLines(Polling):
+    """Print the lines appended to `path` (the kernel's progress) to this terminal while the notebook runs."""
+
+    def __init__(self, path: Path, label: str, every: float = 0.5):
+        super().__init__(every)
+        self.path, self.label, self._offset = path, label, 0
+
+    def poll(self):
         if not self.path.exists():
             return
         with open(self.path, "rb") as f:
@@ -274,8 +288,10 @@ class StreamLines:
         for line in complete.decode("utf-8", "replace").splitlines():
             tqdm.write(f"    {self.label} | {line}")  # above papermill's cell bar, not through it
 
+    finish = poll  # the lines written after the last look
 
-class KernelMemory:
+
+class KernelMemory(Polling):
     """The peak resident memory, in MB, of the largest process started while this is open (the kernel).
 
     Two measures, the larger kept: the high-water mark of the children this process has waited for
@@ -284,57 +300,45 @@ class KernelMemory:
     (catches a notebook that stays below an earlier one)."""
 
     def __init__(self, every: float = 0.2):
-        self.every, self.peak_mb = every, None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._polled_kb = 0
+        super().__init__(every)
+        self.peak_mb, self._polled_kb = None, 0
+        try:
+            import psutil
+        except ImportError:  # only the getrusage measure is left
+            psutil = None
+        self._psutil = psutil
 
     def __enter__(self):
         self._before_kb = _children_maxrss_kb()
-        self._thread.start()
-        return self
+        return super().__enter__()
 
-    def __exit__(self, *exc):
-        self._done.set()
-        self._thread.join()
+    def poll(self):
+        if self._psutil is None:
+            return
+        for child in self._psutil.Process().children(recursive=True):
+            with contextlib.suppress(self._psutil.Error, OSError):
+                self._polled_kb = max(self._polled_kb, _peak_kb(child))
+
+    def finish(self):
         after_kb = _children_maxrss_kb()
         peak_kb = max(self._polled_kb, after_kb if after_kb > self._before_kb else 0)
         self.peak_mb = round(peak_kb / 1024, 1) if peak_kb else None
 
-    def _poll(self):
-        try:
-            import psutil
-        except ImportError:  # only the getrusage measure is left
-            return
-        me = psutil.Process()
-        while not self._done.wait(self.every):
-            for child in me.children(recursive=True):
-                with contextlib.suppress(psutil.Error, OSError):
-                    self._polled_kb = max(self._polled_kb, _peak_kb(child))
 
-
-class MachineLoad:
+class MachineLoad(Polling):
     """The mean of the machine's 1-minute load average, sampled every `every` seconds while this is open (None for
     a run shorter than one sample): a notebook's own threads count too, so a load well above its threads means
     other jobs shared the cores and the wall time overstates the cost."""
 
     def __init__(self, every: float = 5.0):
-        self.every, self.mean, self._samples = every, None, []
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
+        super().__init__(every)
+        self.mean, self._samples = None, []
 
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def poll(self):
+        self._samples.append(os.getloadavg()[0])
 
-    def __exit__(self, *exc):
-        self._done.set()
-        self._thread.join()
+    def finish(self):
         self.mean = round(sum(self._samples) / len(self._samples), 2) if self._samples else None
-
-    def _poll(self):
-        while not self._done.wait(self.every):
-            self._samples.append(os.getloadavg()[0])
 
 
 def _peak_kb(process) -> int:
