@@ -184,16 +184,19 @@ class ComposedEnergy:
         if not isinstance(x, torch.Tensor):
             raise EnergyError("gradients need tensor proposals; discrete proposals go to rerank_rounds")
         terms, weights, norms = {}, {}, {}
-        grad = torch.zeros_like(x)
+        grad = None
         for t in self.terms:
             e, g = t.scorer.energy_and_grad(x, **context)
             if e is not None:
                 _check_energy(t.scorer.name, e, x)
                 terms[t.scorer.name] = e
-            _check_grad(t.scorer.name, g, x)
+            _check_grad_shape(t.scorer.name, g, x)
+            norm = g.flatten(1).norm(dim=1)  # finite when every entry is: one pass both reports and checks
+            if not bool(torch.isfinite(norm).all()):
+                _check_grad(t.scorer.name, g, x)
             w = weights[t.scorer.name] = t.weight_at(context)
-            grad = grad + w * g
-            norms[t.scorer.name] = (w * g).flatten(1).norm(dim=1)
+            grad = w * g if grad is None else grad.add_(g, alpha=w)  # w * g is a new tensor: adding in place is safe
+            norms[t.scorer.name] = abs(w) * norm
         total = _weighted_sum(terms, weights) if len(terms) == len(self.terms) else None
         return Energies(total, terms, weights, norms), grad
 
@@ -224,18 +227,24 @@ def _check_energy(name: str, e, x) -> None:
                           "one energy per proposal")
     if isinstance(x, torch.Tensor) and e.device != x.device:
         raise EnergyError(f"scorer '{name}' returned energies on {e.device} for proposals on {x.device}")
+    if bool(torch.isfinite(e).all()):
+        return
     bad = ~torch.isfinite(e)
     if bad.any():
         raise EnergyError(f"scorer '{name}' returned {int(bad.sum())} non-finite energies (NaN/inf) of {b}, "
                           f"first at index {int(bad.nonzero()[0])}")
 
 
-def _check_grad(name: str, g, x: torch.Tensor) -> None:
+def _check_grad_shape(name: str, g, x: torch.Tensor) -> None:
     if not isinstance(g, torch.Tensor) or g.shape != x.shape:
         shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
         raise EnergyError(f"scorer '{name}' returned a gradient of shape {shape}, expected {tuple(x.shape)}")
     if g.device != x.device:
         raise EnergyError(f"scorer '{name}' returned a gradient on {g.device} for proposals on {x.device}")
+
+
+def _check_grad(name: str, g, x: torch.Tensor) -> None:
+    _check_grad_shape(name, g, x)
     bad = ~torch.isfinite(g.flatten(1)).all(dim=1)
     if bad.any():
         raise EnergyError(f"scorer '{name}' returned non-finite gradients for {int(bad.sum())} of "
