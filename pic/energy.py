@@ -78,6 +78,28 @@ class FunctionScorer(Scorer):
         return self.fn(x, **context)
 
 
+class CountingScorer(Scorer):
+    """Another scorer, unchanged, that counts its calls (one per energy or gradient evaluation of a batch) and the
+    proposals it scored: the model calls behind a cost curve."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer, self.name = scorer, scorer.name
+        self.differentiable, self.has_energy = scorer.differentiable, scorer.has_energy
+        self.calls = self.proposals = 0
+
+    def _count(self, x) -> None:
+        self.calls += 1
+        self.proposals += batch_size(x)
+
+    def energy(self, x, **context):
+        self._count(x)
+        return self.scorer.energy(x, **context)
+
+    def energy_and_grad(self, x, **context):
+        self._count(x)
+        return self.scorer.energy_and_grad(x, **context)
+
+
 @dataclass(frozen=True)
 class Term:
     """One expert of the product and its weight (a constant or a schedule w(t))."""

@@ -117,3 +117,46 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], seed: int = 0, resa
                                confidence_level=level, method="percentile",
                                rng=np.random.default_rng(seed)).confidence_interval
     return rho, float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class LineFit:
+    slope: float
+    intercept: float
+    r2: float  # the share of the variance of y the line explains
+    n: int
+
+
+def fit_line(x: Sequence[float], y: Sequence[float]) -> LineFit:
+    """Least-squares line y = slope * x + intercept and its R^2 (e.g. a cost against iterations)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.size < 2 or np.all(x == x[0]):
+        raise ValueError(f"a line needs at least 2 paired points with distinct x, got x={x.tolist()}")
+    fit = scipy.stats.linregress(x, y)
+    return LineFit(float(fit.slope), float(fit.intercept), float(fit.rvalue ** 2) if np.ptp(y) > 0 else 1.0, int(x.size))
+
+
+
+def subset_effects(rows: Sequence[dict], names: Sequence[str], key: str, sep: str = " + ") -> list[dict]:
+    """What adding each scorer does, from one row per measured subset of `names`: row["scorers"] the subset's names
+    joined by `sep` (any label when row["n_scorers"] is 0: the generator alone), row[key] its quality. Per scorer:
+    the mean and sd of quality(S + n) - quality(S) over the subsets S without n where both were measured, and how
+    often adding it helped (a gain > 0)."""
+    quality = {}
+    for r in rows:
+        subset = frozenset(r["scorers"].split(sep)) if r["n_scorers"] else frozenset()
+        unknown = subset - set(names)
+        if unknown or len(subset) != r["n_scorers"]:
+            raise ValueError(f"row {r['scorers']!r} does not name {r['n_scorers']} of the scorers {list(names)}")
+        if subset in quality:
+            raise ValueError(f"the subset {sorted(subset)} appears twice: give one row per subset (a summary)")
+        quality[subset] = r[key]
+    out = []
+    for n in names:
+        gains = [quality[s | {n}] - v for s, v in quality.items() if n not in s and s | {n} in quality]
+        if not gains:
+            raise ValueError(f"no measured pair of subsets without and with {n!r}")
+        stats = mean_sd(gains)
+        out.append({"scorer": n, "mean_gain": stats.mean, "gain_sd": stats.sd, "pairs": stats.n,
+                    "helped": int(sum(g > 0 for g in gains))})
+    return out
