@@ -160,3 +160,41 @@ def subset_effects(rows: Sequence[dict], names: Sequence[str], key: str, sep: st
         out.append({"scorer": n, "mean_gain": stats.mean, "gain_sd": stats.sd, "pairs": stats.n,
                     "helped": int(sum(g > 0 for g in gains))})
     return out
+
+
+def disagreement(energies: dict[str, Sequence[float]]) -> float:
+    """How differently scorers order the same candidates: 1 - the mean Spearman correlation over pairs of scorers
+    of their energies (0: the same order; 2: reversed). A constant column has no order: it counts as 0."""
+    names = list(energies)
+    if len(names) < 2:
+        raise ValueError(f"disagreement needs at least 2 scorers, got {names}")
+    rhos = [scipy.stats.spearmanr(energies[a], energies[b]).statistic for i, a in enumerate(names)
+            for b in names[i + 1:]]
+    return 1 - float(np.mean(np.nan_to_num(rhos)))
+
+
+def by_disagreement(rows: Sequence[dict], names: Sequence[str], bins: int = 3) -> tuple[list[dict], dict]:
+    """Does consensus help most where its scorers disagree? rows: one per item, with "disagreement",
+    "consensus_right" (all scorers together) and f"{n}_right" for each scorer n alone. Returns, per equal-count
+    bin of disagreement (least first), the rate of consensus, of any single scorer (an oracle) and of the mean
+    single scorer, with Wilson intervals; and the rank correlation over items of the disagreement with the gain
+    of consensus over the mean single scorer (with its bootstrap interval; NaN for fewer than 3 items)."""
+    if not rows:
+        raise ValueError("no items to bin by disagreement")
+    order = np.argsort([r["disagreement"] for r in rows], kind="stable")
+    single = {i: np.mean([r[f"{n}_right"] for n in names]) for i, r in enumerate(rows)}
+    out = []
+    for b, members in enumerate(np.array_split(order, min(bins, len(rows)))):
+        group = [rows[i] for i in members]
+        line = {"bin": b + 1, "items": len(group), "disagreement_max": max(r["disagreement"] for r in group)}
+        for label, right in (("consensus", lambda r: r["consensus_right"]),
+                             ("any_single", lambda r: max(r[f"{n}_right"] for n in names))):
+            wins = int(sum(bool(right(r)) for r in group))
+            low, high = wilson_interval(wins, len(group))
+            line.update({label: wins / len(group), f"{label}_low": low, f"{label}_high": high})
+        line["mean_single"] = float(np.mean([single[i] for i in members]))
+        out.append(line)
+    gain = [float(r["consensus_right"]) - single[i] for i, r in enumerate(rows)]
+    rho, low, high = (rank_correlation([r["disagreement"] for r in rows], gain) if len(rows) >= 3
+                      else (float("nan"),) * 3)
+    return out, {"rho": rho, "low": low, "high": high, "items": len(rows)}

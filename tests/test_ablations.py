@@ -15,7 +15,7 @@ from pic.energy import CountingScorer
 from pic.lm import PromptedLM, tiny_random_llama
 from pic.optim.token_consensus import ConsensusConfig, consensus_decode
 from pic.report import read_overhead, write_overhead
-from pic.stats import fit_line, subset_effects
+from pic.stats import by_disagreement, disagreement, fit_line, subset_effects
 from pic.tasks.image import ablations as image_ablations
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +53,27 @@ def test_subset_effects_find_the_scorer_that_hurts():
     twice = rows_of({("a",): 0.1}) + rows_of({("a",): 0.2})
     with pytest.raises(ValueError, match="appears twice"):
         subset_effects(twice, ["a"], "q")
+
+
+def test_disagreement_is_zero_for_the_same_order_and_two_for_the_reverse():
+    assert disagreement({"a": [1, 2, 3, 4], "b": [10, 20, 30, 40]}) == pytest.approx(0)
+    assert disagreement({"a": [1, 2, 3, 4], "b": [4, 3, 2, 1]}) == pytest.approx(2)
+    assert disagreement({"a": [1, 2, 3, 4], "b": [1, 2, 3, 4], "c": [4, 3, 2, 1]}) == pytest.approx(1 + 1 / 3)
+    with pytest.raises(ValueError, match="at least 2 scorers"):
+        disagreement({"a": [1, 2, 3]})
+
+
+def test_items_are_binned_by_disagreement_and_a_gain_that_grows_with_it_correlates():
+    # consensus is right exactly on the half of the items where the scorers disagree most; single scorers never
+    rows = [{"disagreement": d, "consensus_right": d >= 0.5, "a_right": False, "b_right": False}
+            for d in np.linspace(0, 1, 12)]
+    bins, correlation = by_disagreement(rows, ["a", "b"], bins=2)
+    assert [b["items"] for b in bins] == [6, 6]
+    assert [b["consensus"] for b in bins] == [0.0, 1.0] and [b["any_single"] for b in bins] == [0.0, 0.0]
+    assert bins[1]["consensus_low"] < 1.0 == bins[1]["consensus_high"]
+    assert correlation["rho"] > 0.8 and correlation["low"] > 0
+    one, few = by_disagreement(rows[:1], ["a", "b"])
+    assert len(one) == 1 and np.isnan(few["rho"])
 
 
 def test_a_counting_scorer_counts_each_call_and_changes_no_energy():
@@ -114,6 +135,7 @@ def test_a_smoke_run_measures_every_subset_once_and_counts_the_calls_it_expects(
     assert all(r["r2"] is not None for r in tables["cost_fits"])
     folder = Path(os.environ["PIC_FIGURES_DIR"]) / "60_ablations" / "smoke"
     assert len(tables["image_singles_validation"]) == 3 and tables["image_weights_validation"]
+    assert tables["vqa_disagreement"] and tables["robot_disagreement_text"] and tables["robot_disagreement_image"]
     for figure in ("quality_vs_iterations", "quality_vs_scorers", "cost", "disagreement", "image_weights_validation"):
         assert (folder / f"{figure}.pdf").exists() and (folder / f"{figure}.png").exists(), figure
     assert seconds < 180  # the smoke budget is 60 s on an idle machine; shared machines run slower

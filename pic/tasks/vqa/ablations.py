@@ -8,15 +8,13 @@ memoised across configurations (pic.lm.PromptedLM), so every configuration sees 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from itertools import combinations
 
 import numpy as np
-import scipy.stats
 import torch
 
 from pic.energy import ComposedEnergy
 from pic.report import profile_settings
-from pic.stats import beats, rank_correlation, summarize, wilson_interval
+from pic.stats import beats, disagreement, summarize
 from pic.tasks.vqa import consensus, experiment
 from pic.tasks.vqa import data as vqa
 from pic.tasks.vqa import settings as vqa_settings
@@ -97,9 +95,8 @@ def subset_rows(ab: Ablation) -> list[dict]:
 
 
 def scorer_disagreement(ab: Ablation, run: Run) -> np.ndarray:
-    """Per question: 1 - the mean Spearman correlation, over pairs of scorers, of their energies of the language
-    model's top-k first answer tokens (the statements each candidate makes): 0 when the scorers order the
-    candidates alike, up to 2 when they order them in reverse."""
+    """Per question: pic.stats.disagreement of the scorers' energies of the language model's top-k first answer
+    tokens (the statements each candidate makes)."""
     lm, k = ab.setup.lm, ab.settings["top_k"]
     prompts = [lm.prompt_ids(q.text) for q in run.questions]
     _, ids = lm.top_k(prompts, [len(p) for p in prompts], k)
@@ -107,24 +104,19 @@ def scorer_disagreement(ab: Ablation, run: Run) -> np.ndarray:
     energies = run.energy(statements, question_index=torch.arange(len(prompts)).repeat_interleave(k),
                           video_embeddings=run.embeddings)
     per_scorer = {n: e.view(len(prompts), k).numpy() for n, e in energies.terms.items()}
-    out = []
-    for b in range(len(prompts)):
-        rhos = [scipy.stats.spearmanr(per_scorer[a][b], per_scorer[c][b]).statistic for a, c in combinations(per_scorer, 2)]
-        out.append(1 - float(np.mean(np.nan_to_num(rhos))))
-    return np.array(out)
+    return np.array([disagreement({n: e[b] for n, e in per_scorer.items()}) for b in range(len(prompts))])
 
 
 def disagreement_rows(ab: Ablation) -> list[dict]:
     """Per question of every run: the scorers' disagreement, and whether all scorers together and each scorer
-    alone answer it right."""
+    alone answer it right (the rows pic.stats.by_disagreement bins)."""
     rows = []
     for run in ab.runs:
         together = ab.answer(run, run.energy)
         alone = {n: ab.answer(run, run.energy.subset([n])) for n in ab.names}
         for j, d in enumerate(scorer_disagreement(ab, run)):
             rows.append({"model_seed": run.model_seed, "question": j, "kind": run.questions[j].kind,
-                         "disagreement": float(d), "all_scorers_right": bool(together[j]),
-                         "best_single_right": bool(max(alone[n][j] for n in ab.names)),
+                         "disagreement": float(d), "consensus_right": bool(together[j]),
                          **{f"{n}_right": bool(alone[n][j]) for n in ab.names}})
     return rows
 
@@ -132,29 +124,6 @@ def disagreement_rows(ab: Ablation) -> list[dict]:
 def summary(rows: list[dict], by: str | list[str]) -> list[dict]:
     """Mean and sd of the accuracy over runs (model seeds), per configuration."""
     return summarize(rows, [by] if isinstance(by, str) else by, ["accuracy"])
-
-
-def disagreement_summary(rows: list[dict], bins: int = 3) -> tuple[list[dict], dict]:
-    """Accuracy of all scorers together and of the best single scorer (oracle: any single one right) per
-    disagreement bin (equal-count bins, least disagreement first), with Wilson intervals; and the rank correlation
-    over questions of the disagreement with the gain of consensus (all right minus the mean single scorer right)."""
-    order = np.argsort([r["disagreement"] for r in rows], kind="stable")
-    names = [k.removesuffix("_right") for k in rows[0] if k.endswith("_right")
-             and k not in ("all_scorers_right", "best_single_right")]
-    out = []
-    for b, members in enumerate(np.array_split(order, bins)):
-        group = [rows[i] for i in members]
-        line = {"bin": b + 1, "questions": len(group),
-                "disagreement_max": max(r["disagreement"] for r in group)}
-        for label, column in (("all_scorers", "all_scorers_right"), ("any_single", "best_single_right")):
-            wins = sum(r[column] for r in group)
-            low, high = wilson_interval(wins, len(group))
-            line.update({label: wins / len(group), f"{label}_low": low, f"{label}_high": high})
-        line["mean_single"] = float(np.mean([[r[f"{n}_right"] for n in names] for r in group]))
-        out.append(line)
-    gain = [r["all_scorers_right"] - np.mean([r[f"{n}_right"] for n in names]) for r in rows]
-    rho, low, high = rank_correlation([r["disagreement"] for r in rows], gain)
-    return out, {"rho": rho, "low": low, "high": high, "questions": len(rows)}
 
 
 def claims(iterations: list[dict], subsets: list[dict], correlation: dict) -> list[dict]:
