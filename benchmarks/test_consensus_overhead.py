@@ -19,7 +19,7 @@ from pic.optim import (ConsensusConfig, DiffusionPrior, Langevin, consensus_deco
 from pic.report import OVERHEAD_GOAL
 
 STEPS, BATCH = 10, 16
-REPEATS = 9
+REPEATS = 15
 
 
 class TinyClassifierEnergy(Scorer):
