@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -110,7 +111,9 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], seed: int = 0, resa
     rho = float(scipy.stats.spearmanr(x, y).statistic)
 
     def statistic(a, b):
-        r = scipy.stats.spearmanr(a, b).statistic
+        with warnings.catch_warnings():  # handled below: no need to warn about each such resample
+            warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
+            r = scipy.stats.spearmanr(a, b).statistic
         return 0.0 if not np.isfinite(r) else r  # a resample with a constant column has no ranking: count it as 0
 
     ci = scipy.stats.bootstrap((x, y), statistic, paired=True, vectorized=False, n_resamples=resamples,
@@ -168,9 +171,12 @@ def disagreement(energies: dict[str, Sequence[float]]) -> float:
     names = list(energies)
     if len(names) < 2:
         raise ValueError(f"disagreement needs at least 2 scorers, got {names}")
-    rhos = [scipy.stats.spearmanr(energies[a], energies[b]).statistic for i, a in enumerate(names)
-            for b in names[i + 1:]]
-    return 1 - float(np.mean(np.nan_to_num(rhos)))
+    columns = {n: np.asarray(v, dtype=float) for n, v in energies.items()}
+
+    def rho(a, b):  # checked first: scipy warns on a constant column
+        return 0.0 if np.ptp(a) == 0 or np.ptp(b) == 0 else float(scipy.stats.spearmanr(a, b).statistic)
+
+    return 1 - float(np.mean([rho(columns[a], columns[b]) for i, a in enumerate(names) for b in names[i + 1:]]))
 
 
 def by_disagreement(rows: Sequence[dict], names: Sequence[str], bins: int = 3) -> tuple[list[dict], dict]:
