@@ -57,10 +57,9 @@ class Scorer:
             raise NotDifferentiableError(
                 f"scorer '{self.name}' is gradient-free (differentiable=False): use it with a discrete optimizer "
                 "(rerank_rounds, select_argmin), not with gradient guidance or MCMC")
-        with torch.enable_grad():
+        with torch.enable_grad():  # the energy's shape and values are checked where it is composed (ComposedEnergy)
             xg = x.detach().requires_grad_(True)
             e = self.energy(xg, **context)
-            _check_energy(self.name, e, x)
             (g,) = torch.autograd.grad(e.sum(), xg)
         return e.detach(), g
 
