@@ -196,28 +196,29 @@ class ComposedEnergy:
                     raise EnergyError(f"scorer '{t.scorer.name}' is score-only (has_energy=False): it gives a "
                                       "gradient, not an energy; use it with guided denoising or Langevin steps")
                 e = t.scorer.energy(x, **context)
-                _check_energy(t.scorer.name, e, x)
+                _check_energy_shape(t.scorer.name, e, x)
                 terms[t.scorer.name], weights[t.scorer.name] = e, t.weight_at(context)
+        _check_finite(terms, {}, x)
         return Energies(_weighted_sum(terms, weights), terms, weights)
 
     def energy_and_grad(self, x: torch.Tensor, **context) -> tuple[Energies, torch.Tensor]:
         """Energies and dE/dx = sum_n w_n dE_n/dx, shaped like x."""
         if not isinstance(x, torch.Tensor):
             raise EnergyError("gradients need tensor proposals; discrete proposals go to rerank_rounds")
-        terms, weights, norms = {}, {}, {}
+        terms, weights, norms, grads = {}, {}, {}, {}
         grad = None
         for t in self.terms:
             e, g = t.scorer.energy_and_grad(x, **context)
             if e is not None:
-                _check_energy(t.scorer.name, e, x)
+                _check_energy_shape(t.scorer.name, e, x)
                 terms[t.scorer.name] = e
             _check_grad_shape(t.scorer.name, g, x)
-            norm = g.flatten(1).norm(dim=1)  # finite when every entry is: one pass both reports and checks
-            if not bool(torch.isfinite(norm).all()):
-                _check_grad(t.scorer.name, g, x)
+            grads[t.scorer.name] = g
+            norms[t.scorer.name] = g.flatten(1).norm(dim=1)  # finite when every entry is: it reports and checks
             w = weights[t.scorer.name] = t.weight_at(context)
             grad = w * g if grad is None else grad.add_(g, alpha=w)  # w * g is a new tensor: adding in place is safe
-            norms[t.scorer.name] = abs(w) * norm
+        _check_finite(terms, norms, x, grads)
+        norms = {n: abs(weights[n]) * v for n, v in norms.items()}
         total = _weighted_sum(terms, weights) if len(terms) == len(self.terms) else None
         return Energies(total, terms, weights, norms), grad
 
@@ -239,7 +240,21 @@ def _weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> 
     return sum(weights[n] * e for n, e in terms.items())
 
 
-def _check_energy(name: str, e, x) -> None:
+def _check_finite(terms: dict[str, torch.Tensor], norms: dict[str, torch.Tensor], x,
+                  grads: dict[str, torch.Tensor] | None = None) -> None:
+    """Every energy and gradient norm finite, checked in one pass over all scorers; else the error of the first
+    scorer (in order) that broke the contract."""
+    values = [*terms.values(), *norms.values()]
+    if not values or bool(torch.isfinite(torch.cat([v.flatten() for v in values])).all()):
+        return
+    for name, e in terms.items():
+        _check_energy(name, e, x)
+    for name, g in (grads or {}).items():
+        if not bool(torch.isfinite(norms[name]).all()):
+            _check_grad(name, g, x)
+
+
+def _check_energy_shape(name: str, e, x) -> None:
     b = batch_size(x)
     if not isinstance(e, torch.Tensor):
         raise EnergyError(f"scorer '{name}' returned {type(e).__name__}, expected a tensor of shape [{b}]")
@@ -248,9 +263,11 @@ def _check_energy(name: str, e, x) -> None:
                           "one energy per proposal")
     if isinstance(x, torch.Tensor) and e.device != x.device:
         raise EnergyError(f"scorer '{name}' returned energies on {e.device} for proposals on {x.device}")
-    if bool(torch.isfinite(e).all()):
-        return
-    bad = ~torch.isfinite(e)
+
+
+def _check_energy(name: str, e, x) -> None:
+    _check_energy_shape(name, e, x)
+    b, bad = batch_size(x), ~torch.isfinite(e)
     if bad.any():
         raise EnergyError(f"scorer '{name}' returned {int(bad.sum())} non-finite energies (NaN/inf) of {b}, "
                           f"first at index {int(bad.nonzero()[0])}")
