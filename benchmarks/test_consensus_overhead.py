@@ -81,23 +81,28 @@ def guided_pic(unet, scheduler, scorers, x):
     return guided_denoise(prior, scheduler, x, ComposedEnergy(scorers), num_steps=STEPS).samples
 
 
-# --- MCMC correction (ULA steps on the composed energy) ----------------------------------------------------------
-ETA = 1e-3
+# --- MCMC correction: ULA steps at one noise level on the product of the generator and the scorers, as
+# guided_denoise runs them -----------------------------------------------------------------------------------------
+ETA, T = 1e-3, 500
 
 
-def mcmc_setup():
-    return scorers(), noise()
-
-
-def mcmc_raw(scorers, x):
+def mcmc_raw(unet, scheduler, scorers, x):
     g = torch.Generator().manual_seed(0)
+    sigma = (1 - scheduler.alphas_cumprod[T]).sqrt()
     for _ in range(STEPS):
-        x = x - ETA * raw_grad(scorers, x) + (2 * ETA) ** 0.5 * torch.randn(x.shape, generator=g)
+        with torch.no_grad():
+            grad = unet(x, T).sample / sigma
+        x = x - ETA * (grad + raw_grad(scorers, x)) + (2 * ETA) ** 0.5 * torch.randn(x.shape, generator=g)
     return x
 
 
-def mcmc_pic(scorers, x):
-    return Langevin(steps=STEPS, step_size=ETA).run(x, ComposedEnergy(scorers), torch.Generator().manual_seed(0))[0]
+def mcmc_pic(unet, scheduler, scorers, x):
+    def eps_fn(x, t, **_):
+        with torch.no_grad():
+            return unet(x, t).sample
+
+    product = ComposedEnergy([DiffusionPrior(eps_fn, scheduler), *scorers])
+    return Langevin(steps=STEPS, step_size=ETA).run(x, product, torch.Generator().manual_seed(0), t=T)[0]
 
 
 # --- rerank rounds ----------------------------------------------------------------------------------------------
@@ -252,7 +257,7 @@ def selection_pic(scorers, pools):
 
 
 FAMILIES = {"guided denoising": (guided_setup, guided_raw, guided_pic),
-            "MCMC correction": (mcmc_setup, mcmc_raw, mcmc_pic),
+            "MCMC correction": (guided_setup, mcmc_raw, mcmc_pic),
             "rerank rounds": (rerank_setup, rerank_raw, rerank_pic),
             "token consensus": (tokens_setup, tokens_raw, tokens_pic),
             "selection": (selection_setup, selection_raw, selection_pic)}
