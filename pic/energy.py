@@ -57,10 +57,9 @@ class Scorer:
             raise NotDifferentiableError(
                 f"scorer '{self.name}' is gradient-free (differentiable=False): use it with a discrete optimizer "
                 "(rerank_rounds, select_argmin), not with gradient guidance or MCMC")
-        with torch.enable_grad():
+        with torch.enable_grad():  # the energy's shape and values are checked where it is composed (ComposedEnergy)
             xg = x.detach().requires_grad_(True)
             e = self.energy(xg, **context)
-            _check_energy(self.name, e, x)
             (g,) = torch.autograd.grad(e.sum(), xg)
         return e.detach(), g
 
@@ -76,6 +75,28 @@ class FunctionScorer(Scorer):
 
     def energy(self, x, **context):
         return self.fn(x, **context)
+
+
+class CountingScorer(Scorer):
+    """Another scorer, unchanged, that counts its calls (one per energy or gradient evaluation of a batch) and the
+    proposals it scored: the model calls behind a cost curve."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer, self.name = scorer, scorer.name
+        self.differentiable, self.has_energy = scorer.differentiable, scorer.has_energy
+        self.calls = self.proposals = 0
+
+    def _count(self, x) -> None:
+        self.calls += 1
+        self.proposals += batch_size(x)
+
+    def energy(self, x, **context):
+        self._count(x)
+        return self.scorer.energy(x, **context)
+
+    def energy_and_grad(self, x, **context):
+        self._count(x)
+        return self.scorer.energy_and_grad(x, **context)
 
 
 @dataclass(frozen=True)
@@ -184,25 +205,29 @@ class ComposedEnergy:
                     raise EnergyError(f"scorer '{t.scorer.name}' is score-only (has_energy=False): it gives a "
                                       "gradient, not an energy; use it with guided denoising or Langevin steps")
                 e = t.scorer.energy(x, **context)
-                _check_energy(t.scorer.name, e, x)
+                _check_energy_shape(t.scorer.name, e, x)
                 terms[t.scorer.name], weights[t.scorer.name] = e, t.weight_at(context)
+        _check_finite(terms, {}, x)
         return Energies(_weighted_sum(terms, weights), terms, weights)
 
     def energy_and_grad(self, x: torch.Tensor, **context) -> tuple[Energies, torch.Tensor]:
         """Energies and dE/dx = sum_n w_n dE_n/dx, shaped like x."""
         if not isinstance(x, torch.Tensor):
             raise EnergyError("gradients need tensor proposals; discrete proposals go to rerank_rounds")
-        terms, weights, norms = {}, {}, {}
-        grad = torch.zeros_like(x)
+        terms, weights, norms, grads = {}, {}, {}, {}
+        grad = None
         for t in self.terms:
             e, g = t.scorer.energy_and_grad(x, **context)
             if e is not None:
-                _check_energy(t.scorer.name, e, x)
+                _check_energy_shape(t.scorer.name, e, x)
                 terms[t.scorer.name] = e
-            _check_grad(t.scorer.name, g, x)
+            _check_grad_shape(t.scorer.name, g, x)
+            grads[t.scorer.name] = g
+            norms[t.scorer.name] = g.flatten(1).norm(dim=1)  # finite when every entry is: it reports and checks
             w = weights[t.scorer.name] = t.weight_at(context)
-            grad = grad + w * g
-            norms[t.scorer.name] = (w * g).flatten(1).norm(dim=1)
+            grad = w * g if grad is None else grad.add_(g, alpha=w)  # w * g is a new tensor: adding in place is safe
+        _check_finite(terms, norms, x, grads)
+        norms = {n: abs(weights[n]) * v for n, v in norms.items()}
         total = _weighted_sum(terms, weights) if len(terms) == len(self.terms) else None
         return Energies(total, terms, weights, norms), grad
 
@@ -224,7 +249,21 @@ def _weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> 
     return sum(weights[n] * e for n, e in terms.items())
 
 
-def _check_energy(name: str, e, x) -> None:
+def _check_finite(terms: dict[str, torch.Tensor], norms: dict[str, torch.Tensor], x,
+                  grads: dict[str, torch.Tensor] | None = None) -> None:
+    """Every energy and gradient norm finite, checked in one pass over all scorers; else the error of the first
+    scorer (in order) that broke the contract."""
+    values = [*terms.values(), *norms.values()]
+    if not values or bool(torch.isfinite(torch.cat([v.flatten() for v in values])).all()):
+        return
+    for name, e in terms.items():
+        _check_energy(name, e, x)
+    for name, g in (grads or {}).items():
+        if not bool(torch.isfinite(norms[name]).all()):
+            _check_grad(name, g, x)
+
+
+def _check_energy_shape(name: str, e, x) -> None:
     b = batch_size(x)
     if not isinstance(e, torch.Tensor):
         raise EnergyError(f"scorer '{name}' returned {type(e).__name__}, expected a tensor of shape [{b}]")
@@ -233,18 +272,26 @@ def _check_energy(name: str, e, x) -> None:
                           "one energy per proposal")
     if isinstance(x, torch.Tensor) and e.device != x.device:
         raise EnergyError(f"scorer '{name}' returned energies on {e.device} for proposals on {x.device}")
-    bad = ~torch.isfinite(e)
+
+
+def _check_energy(name: str, e, x) -> None:
+    _check_energy_shape(name, e, x)
+    b, bad = batch_size(x), ~torch.isfinite(e)
     if bad.any():
         raise EnergyError(f"scorer '{name}' returned {int(bad.sum())} non-finite energies (NaN/inf) of {b}, "
                           f"first at index {int(bad.nonzero()[0])}")
 
 
-def _check_grad(name: str, g, x: torch.Tensor) -> None:
+def _check_grad_shape(name: str, g, x: torch.Tensor) -> None:
     if not isinstance(g, torch.Tensor) or g.shape != x.shape:
         shape = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
         raise EnergyError(f"scorer '{name}' returned a gradient of shape {shape}, expected {tuple(x.shape)}")
     if g.device != x.device:
         raise EnergyError(f"scorer '{name}' returned a gradient on {g.device} for proposals on {x.device}")
+
+
+def _check_grad(name: str, g, x: torch.Tensor) -> None:
+    _check_grad_shape(name, g, x)
     bad = ~torch.isfinite(g.flatten(1)).all(dim=1)
     if bad.any():
         raise EnergyError(f"scorer '{name}' returned non-finite gradients for {int(bad.sum())} of "

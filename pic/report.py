@@ -30,7 +30,32 @@ PROFILES = ("smoke", "local", "paper")
 # parameters that do not change what a run's outputs are: the profile (it has its own folder) and `retrain` (a
 # training notebook either trains its checkpoints or loads the committed ones; its outputs are the committed ones)
 SAME_OUTPUTS = ("profile", "retrain")
+# where `make bench` writes the framework's overhead over raw model calls, per optimizer family (one run), for the
+# ablation notebook to read
+OVERHEAD_FILE = ROOT / "build" / "bench" / "overhead.json"
+OVERHEAD_GOAL = 1.05
 _VERSIONED = ("torch", "numpy", "scipy", "scikit-learn", "diffusers", "transformers", "papermill", "matplotlib")
+
+
+def write_overhead(rows: list[dict], path: Path = OVERHEAD_FILE) -> Path:
+    """Save one benchmark run's overhead rows ({family, raw_seconds, consensus_seconds, ratio}) with the machine's
+    threads and the time of the run."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"measured": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "threads": torch.get_num_threads(),
+            "goal": OVERHEAD_GOAL}
+    path.write_text(json.dumps({"meta": meta, "families": rows}, indent=2) + "\n")
+    return path
+
+
+def read_overhead(path: Path = OVERHEAD_FILE) -> tuple[list[dict], str]:
+    """(rows, note) of the last `make bench` run; no rows and a note saying how to make them when it never ran."""
+    if not path.exists():
+        return [], f"no benchmark results at {path}: run `make bench` to measure the overhead ratios"
+    data = json.loads(path.read_text())
+    return data["families"], (f"measured by `make bench` on {data['meta']['measured']}, "
+                              f"{data['meta']['threads']} threads; goal <= {data['meta']['goal']}")
 
 
 class ProfileError(ValueError):

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -110,10 +111,96 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], seed: int = 0, resa
     rho = float(scipy.stats.spearmanr(x, y).statistic)
 
     def statistic(a, b):
-        r = scipy.stats.spearmanr(a, b).statistic
+        with warnings.catch_warnings():  # handled below: no need to warn about each such resample
+            warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)
+            r = scipy.stats.spearmanr(a, b).statistic
         return 0.0 if not np.isfinite(r) else r  # a resample with a constant column has no ranking: count it as 0
 
     ci = scipy.stats.bootstrap((x, y), statistic, paired=True, vectorized=False, n_resamples=resamples,
                                confidence_level=level, method="percentile",
                                rng=np.random.default_rng(seed)).confidence_interval
     return rho, float(ci.low), float(ci.high)
+
+
+@dataclass(frozen=True)
+class LineFit:
+    slope: float
+    intercept: float
+    r2: float  # the share of the variance of y the line explains
+    n: int
+
+
+def fit_line(x: Sequence[float], y: Sequence[float]) -> LineFit:
+    """Least-squares line y = slope * x + intercept and its R^2 (e.g. a cost against iterations)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape or x.size < 2 or np.all(x == x[0]):
+        raise ValueError(f"a line needs at least 2 paired points with distinct x, got x={x.tolist()}")
+    fit = scipy.stats.linregress(x, y)
+    return LineFit(float(fit.slope), float(fit.intercept), float(fit.rvalue ** 2) if np.ptp(y) > 0 else 1.0, int(x.size))
+
+
+
+def subset_effects(rows: Sequence[dict], names: Sequence[str], key: str, sep: str = " + ") -> list[dict]:
+    """What adding each scorer does, from one row per measured subset of `names`: row["scorers"] the subset's names
+    joined by `sep` (any label when row["n_scorers"] is 0: the generator alone), row[key] its quality. Per scorer:
+    the mean and sd of quality(S + n) - quality(S) over the subsets S without n where both were measured, and how
+    often adding it helped (a gain > 0)."""
+    quality = {}
+    for r in rows:
+        subset = frozenset(r["scorers"].split(sep)) if r["n_scorers"] else frozenset()
+        unknown = subset - set(names)
+        if unknown or len(subset) != r["n_scorers"]:
+            raise ValueError(f"row {r['scorers']!r} does not name {r['n_scorers']} of the scorers {list(names)}")
+        if subset in quality:
+            raise ValueError(f"the subset {sorted(subset)} appears twice: give one row per subset (a summary)")
+        quality[subset] = r[key]
+    out = []
+    for n in names:
+        gains = [quality[s | {n}] - v for s, v in quality.items() if n not in s and s | {n} in quality]
+        if not gains:
+            raise ValueError(f"no measured pair of subsets without and with {n!r}")
+        stats = mean_sd(gains)
+        out.append({"scorer": n, "mean_gain": stats.mean, "gain_sd": stats.sd, "pairs": stats.n,
+                    "helped": int(sum(g > 0 for g in gains))})
+    return out
+
+
+def disagreement(energies: dict[str, Sequence[float]]) -> float:
+    """How differently scorers order the same candidates: 1 - the mean Spearman correlation over pairs of scorers
+    of their energies (0: the same order; 2: reversed). A constant column has no order: it counts as 0."""
+    names = list(energies)
+    if len(names) < 2:
+        raise ValueError(f"disagreement needs at least 2 scorers, got {names}")
+    columns = {n: np.asarray(v, dtype=float) for n, v in energies.items()}
+
+    def rho(a, b):  # checked first: scipy warns on a constant column
+        return 0.0 if np.ptp(a) == 0 or np.ptp(b) == 0 else float(scipy.stats.spearmanr(a, b).statistic)
+
+    return 1 - float(np.mean([rho(columns[a], columns[b]) for i, a in enumerate(names) for b in names[i + 1:]]))
+
+
+def by_disagreement(rows: Sequence[dict], names: Sequence[str], bins: int = 3) -> tuple[list[dict], dict]:
+    """Does consensus help most where its scorers disagree? rows: one per item, with "disagreement",
+    "consensus_right" (all scorers together) and f"{n}_right" for each scorer n alone. Returns, per equal-count
+    bin of disagreement (least first), the rate of consensus, of any single scorer (an oracle) and of the mean
+    single scorer, with Wilson intervals; and the rank correlation over items of the disagreement with the gain
+    of consensus over the mean single scorer (with its bootstrap interval; NaN for fewer than 3 items)."""
+    if not rows:
+        raise ValueError("no items to bin by disagreement")
+    order = np.argsort([r["disagreement"] for r in rows], kind="stable")
+    single = {i: np.mean([r[f"{n}_right"] for n in names]) for i, r in enumerate(rows)}
+    out = []
+    for b, members in enumerate(np.array_split(order, min(bins, len(rows)))):
+        group = [rows[i] for i in members]
+        line = {"bin": b + 1, "items": len(group), "disagreement_max": max(r["disagreement"] for r in group)}
+        for label, right in (("consensus", lambda r: r["consensus_right"]),
+                             ("any_single", lambda r: max(r[f"{n}_right"] for n in names))):
+            wins = int(sum(bool(right(r)) for r in group))
+            low, high = wilson_interval(wins, len(group))
+            line.update({label: wins / len(group), f"{label}_low": low, f"{label}_high": high})
+        line["mean_single"] = float(np.mean([single[i] for i in members]))
+        out.append(line)
+    gain = [float(r["consensus_right"]) - single[i] for i, r in enumerate(rows)]
+    rho, low, high = (rank_correlation([r["disagreement"] for r in rows], gain) if len(rows) >= 3
+                      else (float("nan"),) * 3)
+    return out, {"rho": rho, "low": low, "high": high, "items": len(rows)}

@@ -58,10 +58,11 @@ def rerank_rounds(propose: Propose, energy: ComposedEnergy, *, n: int, keep: int
         order = torch.argsort(e.total, stable=True)[:keep]
         kept = take(pool, order)
         kept_e = Energies(e.total[order], {k: v[order] for k, v in e.terms.items()}, e.weights)
-        best = float(kept_e.total[0])
+        # the best candidate's total and terms read out in one conversion (each float() of a tensor costs a call)
+        best, *terms = torch.stack([kept_e.total[0], *(v[0] for v in kept_e.terms.values())]).tolist()
         agreed = e.agree()
         history.append({"round": r, "pool": batch_size(pool), "best/total": best, "agree": agreed,
-                        **{f"best/{k}": float(v[0]) for k, v in kept_e.terms.items()}})
+                        **{f"best/{k}": v for k, v in zip(kept_e.terms, terms)}})
         if stop_on_agreement and agreed:
             reason = "agreement"
             break

@@ -1,7 +1,8 @@
 """Table 4, robot manipulation, in pybullet: a planner with a world model proposes pick-and-place actions, scorers
 judge the predicted outcome from several camera views, and the action of least summed energy is executed.
 
-Notebooks: 40_train_relation_scorer.ipynb (a relation CLIP per camera), 41_robot_manipulation.ipynb (the table).
+Notebooks: 40_train_relation_scorer.ipynb (a relation CLIP per camera), 41_robot_manipulation.ipynb (the table),
+60_ablations.ipynb (planner rounds and view subsets: ablations.py).
 Optimizer: pic/optim/selection.py (select_argmin of the summed per-camera energies picks the executed action; the
 planner's re-proposal round around the kept candidates is pic/optim/rerank_rounds.py).
 
