@@ -108,6 +108,8 @@ def rank_correlation(x: Sequence[float], y: Sequence[float], seed: int = 0, resa
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if x.shape != y.shape or x.size < 3:
         raise ValueError(f"a rank correlation needs at least 3 paired items, got {x.shape} and {y.shape}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:  # a constant column ranks nothing: undefined, said as NaN, not as a warning
+        return float("nan"), float("nan"), float("nan")
     rho = float(scipy.stats.spearmanr(x, y).statistic)
 
     def statistic(a, b):

@@ -1,5 +1,7 @@
 """The merging experiments' own logic (pic.tasks.merging): domains and leave-one-out selection, Ratatouille's
 initialisation schedule, experts as state dicts, the output-space scorers, checkpoints and settings."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -163,6 +165,12 @@ def test_smoke_experiment_reads_the_committed_local_models():
     assert set(smoke.seed_lengths) <= set(local.seed_lengths) and smoke.model_seeds == (0,)
     assert merging.load("local", seed=7).model_seeds == (0, 1, 2)  # the experiment seed never picks the models
     assert merging.load("local", seed=3, training=True).model_seeds == (3, 4, 5)
+
+
+def test_a_rank_correlation_with_a_constant_column_is_undefined_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert all(np.isnan(v) for v in rank_correlation([1.0, 2.0, 3.0, 4.0], [0.0] * 4, resamples=50))
 
 
 def test_rank_correlation_of_a_monotone_relation():
