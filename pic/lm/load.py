@@ -166,7 +166,8 @@ def qwen_coder_provenance() -> dict[str, str]:
             "parts": ", ".join(p.name for p in parts), "bytes": f"{gguf.stat().st_size:,}",
             "sha256": QWEN_CODER_SHA256, "general.name": text("general.name"),
             "general.architecture": text("general.architecture"),
-            "assembled": str(gguf)}
+            # where in pic's cache, not this machine's path (the notebook that prints it is committed)
+            "assembled": "<pic.assets.cache_dir()>/" + gguf.relative_to(cache_dir()).as_posix()}
 
 
 def load_qwen_coder(device: str | torch.device = "cpu"):
