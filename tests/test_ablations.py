@@ -2,7 +2,6 @@
 iterations of consensus leaving the generator's own choice, and the notebook end to end at smoke."""
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -117,11 +116,9 @@ def test_the_overhead_file_says_how_to_make_it_when_absent_and_reads_back_what_w
 
 
 def test_a_smoke_run_measures_every_subset_once_and_counts_the_calls_it_expects(tmp_path):
-    start = time.perf_counter()
     papermill.execute_notebook(str(ROOT / "notebooks" / "60_ablations.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"profile": "smoke"}, kernel_name="python3", cwd=str(ROOT / "notebooks"),
                                progress_bar=False)
-    seconds = time.perf_counter() - start
     results = json.loads((Path(os.environ["PIC_FIGURES_DIR"]) / "60_ablations" / "smoke" / "results.json").read_text())
     tables = results["tables"]
     for name, subsets in (("image_subsets", 8), ("vqa_subsets", 8)):
@@ -138,4 +135,5 @@ def test_a_smoke_run_measures_every_subset_once_and_counts_the_calls_it_expects(
     assert tables["vqa_disagreement"] and tables["robot_disagreement_text"] and tables["robot_disagreement_image"]
     for figure in ("quality_vs_iterations", "quality_vs_scorers", "cost", "disagreement", "image_weights_validation"):
         assert (folder / f"{figure}.pdf").exists() and (folder / f"{figure}.png").exists(), figure
-    assert seconds < 180  # the smoke budget is 60 s on an idle machine; shared machines run slower
+    assert [r["claim"] for r in tables["cost_claims"]] == ["wall time per sample is linear in the number of steps "
+                                                           "(R^2 >= 0.95)"]

@@ -176,7 +176,15 @@ def cost_fits(rows: list[dict], against: str) -> list[dict]:
     return out
 
 
-def claims(steps: list[dict], mcmc: list[dict], subsets: list[dict], fits: list[dict]) -> list[dict]:
+def cost_claims(fits: list[dict]) -> list[dict]:
+    """The wall-time claim, apart from claims(): it depends on what else the machine runs, so the notebook prints
+    it in a cell nbval does not compare."""
+    time_fit = next(f for f in fits if f["against"] == "steps" and f["measure"] == "seconds_per_sample")
+    return [{"claim": "wall time per sample is linear in the number of steps (R^2 >= 0.95)",
+             "holds": time_fit["r2"] >= 0.95, "r2": time_fit["r2"]}]
+
+
+def claims(steps: list[dict], mcmc: list[dict], subsets: list[dict]) -> list[dict]:
     """What the Table 1 ablations check; `steps`, `mcmc`, `subsets` are summaries (mean, sd over seeds)."""
     few, most = steps[0], steps[-1]
     full = next(r for r in subsets if r["n_scorers"] == len(ig.SCORERS))
@@ -184,7 +192,6 @@ def claims(steps: list[dict], mcmc: list[dict], subsets: list[dict], fits: list[
     best_single = max(singles, key=lambda r: r["accuracy"])
     all_rows = steps + mcmc + subsets
     exact = all(r["model_calls"] == r["expected_calls"] for r in all_rows)
-    time_fit = next(f for f in fits if f["against"] == "steps" and f["measure"] == "seconds_per_sample")
     return [
         {"claim": f"all scorers: class accuracy at {most['steps']} steps beats {few['steps']} steps beyond the spread",
          "holds": beats(most["accuracy"], most["accuracy_sd"], few["accuracy"], few["accuracy_sd"]),
@@ -195,6 +202,4 @@ def claims(steps: list[dict], mcmc: list[dict], subsets: list[dict], fits: list[
          "all": full["accuracy"], "best_single": best_single["accuracy"]},
         {"claim": "model calls per sample are T * (G + sum S_n) (+ the MCMC steps') for every configuration",
          "holds": exact, "configurations": len(all_rows)},
-        {"claim": "wall time per sample is linear in the number of steps (R^2 >= 0.95)", "holds": time_fit["r2"] >= 0.95,
-         "r2": time_fit["r2"]},
     ]
