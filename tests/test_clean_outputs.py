@@ -79,7 +79,7 @@ def figure_metadata(path: Path) -> str:
 # tqdm's warning: 32, 33) or a fix of what they print (30, 31: the GSM8K source named the folder's path; a
 # transformers FutureWarning with its path); each passes once re-executed with `python -m pic.reproduce`, and must
 # then leave this list
-STALE = {"31_gsm8k", "33_gsm8k_consensus"}
+STALE = {"33_gsm8k_consensus"}
 
 
 @pytest.mark.parametrize("path", [
