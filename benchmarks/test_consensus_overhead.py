@@ -7,7 +7,6 @@ small networks of realistic cost. `make bench` times them in back-to-back pairs,
 and writes the ratios to pic.report.OVERHEAD_FILE (the ablation notebook 60 reads them); under `make test`
 (--benchmark-disable) each runs once as a smoke test.
 """
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from pic import ComposedEnergy, Scorer
 from pic.optim import (ConsensusConfig, DiffusionPrior, Langevin, consensus_decode, guided_denoise, rerank_rounds,
                        select_argmin)
 from pic.report import OVERHEAD_GOAL
+from timing import cpu_seconds
 
 STEPS, BATCH = 10, 16
 REPEATS = 15
@@ -261,12 +261,6 @@ FAMILIES = {"guided denoising": (guided_setup, guided_raw, guided_pic),
             "rerank rounds": (rerank_setup, rerank_raw, rerank_pic),
             "token consensus": (tokens_setup, tokens_raw, tokens_pic),
             "selection": (selection_setup, selection_raw, selection_pic)}
-
-
-def cpu_seconds(fn, args) -> float:
-    start = time.process_time()
-    fn(*args)
-    return time.process_time() - start
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -13,7 +13,7 @@ from pic.tasks.vqa.frame_scorer import FrameTextScorer
 from pic.lm import tiny_random_llama
 from pic.optim.token_consensus import ConsensusConfig, consensus_decode
 from pic.lm import PromptedLM
-from test_consensus_overhead import best_of  # the core benchmark's timing helper
+from timing import best_of
 
 BATCHED_GOAL, LOGITS_GOAL = 0.25, 0.5  # the second with a 2-layer toy model; 21_visual_qa measures SmolLM2
 QUESTIONS, CANDIDATES, FRAMES = 64, 32, 4
