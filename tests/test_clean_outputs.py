@@ -17,8 +17,9 @@ FIGURES = sorted(p for p in (ROOT / "figures").rglob("*") if p.suffix in (".png"
 # the places a path of a machine shows: home folders, temporary files, an installed package or environment
 MACHINE = [r"/root/", r"/home/", r"/tmp/", r"site-packages", r"\.venv\b", re.escape(ROOT.as_posix())]
 MACHINE_PATH = re.compile("|".join(MACHINE))
-# an absolute path in text (a URL's path or a relative path does not count)
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[\w.-]+/)+[\w.-]+")
+# an absolute path in text (a URL's path, a relative path or one below a named root such as `<cache>/a/b` does not
+# count)
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~>-])/(?:[\w.-]+/)+[\w.-]+")
 WARNING = re.compile(r"\b[A-Z]\w*Warning\b")
 RUN_TIMESTAMPS = ("start_time", "end_time", "duration")
 
@@ -75,16 +76,7 @@ def figure_metadata(path: Path) -> str:
     return path.read_bytes().decode("latin-1")
 
 
-# notebooks whose committed run predates the runner's clean outputs (papermill's absolute paths and timestamps,
-# tqdm's warning: 32, 33) or a fix of what they print (30, 31: the GSM8K source named the folder's path; a
-# transformers FutureWarning with its path); each passes once re-executed with `python -m pic.reproduce`, and must
-# then leave this list
-STALE = {"33_gsm8k_consensus"}
-
-
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="stored before the runner kept the machine out"))
-    if p.stem in STALE else p for p in NOTEBOOKS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_committed_notebook_stores_no_warning_path_or_timestamp_of_the_machine_that_ran_it(path):
     found = stored_problems(json.loads(path.read_text()))
     assert not found, f"{path.name} stores what is of the machine that ran it:\n" + "\n".join(found)
@@ -111,3 +103,6 @@ def test_the_scan_finds_what_todays_notebooks_store():
     assert "input_path" in found and "duration" in found and "cell 0: timestamps" in found
     assert "TqdmWarning" in found and "/srv/data/cache" in found
     assert "figures/00_a" not in found  # a relative path or a URL is no machine path
+    below_a_root = {"cells": [{"cell_type": "code", "metadata": {}, "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": "assembled: <pic.assets.cache_dir()>/qwen/model.gguf\n"}]}]}
+    assert stored_problems(below_a_root) == []
