@@ -13,7 +13,7 @@ OS_PACKAGES ?= dataset-fashion-mnist chromium-headless-shell
 STAMP := build/.installed-$(subst /,_,$(PY))
 # training notebooks (NN_train_*) are left out: make patterns take one %, so filter-out cannot express this
 EXPERIMENTS := $(foreach nb,$(wildcard notebooks/[0-9][0-9]_*.ipynb),$(if $(findstring _train_,$(nb)),,$(nb)))
-# nbval re-executes each experiment at `local`; one is left out because its local run (32 min on 2 cores, 150
+# nbval re-executes each experiment at `local`; one is left out because its local run (24-27 min on 2 cores, 150
 # GSM8K problems through two LMs) does not fit CI's budget: tests/test_gsm8k_notebook.py executes it at smoke and
 # checks its committed local results instead; `make reproduce` still runs it
 NBVAL_SKIP := notebooks/33_gsm8k_consensus.ipynb
