@@ -12,8 +12,6 @@ import itertools
 import time
 from dataclasses import dataclass
 
-import torch
-
 from pic.energy import CountingScorer
 from pic.report import profile_settings
 from pic.stats import beats, fit_line, summarize
@@ -75,8 +73,7 @@ def run(ab: Ablation, scorers: tuple[str, ...], seed: int, num_steps: int | None
     counted = {n: CountingScorer(sc) for n, sc in e.sampler.scorers.items()}
     sampler = ig.ConsensusSampler(e.sampler.denoiser, e.sampler.scheduler, counted, e.sampler.prompt_of)
     weights = weights or ig.row_weights(scorers, e.weights, e.combination_scale)
-    labels = e.labels.repeat(s["n_seeds"])
-    noise = torch.cat([ig.initial_noise(len(e.labels), seed + 1000 * i, e.sample_shape) for i in range(s["n_seeds"])])
+    labels, noise = e.seed_batch(seed)  # 11's starting noise of every seed, batched
     mcmc = sampler.langevin(mcmc_steps, e.mcmc_step_scale) if mcmc_steps else None
     unet_before = e.sampler.denoiser.unet_calls
     start = time.perf_counter()

@@ -16,7 +16,6 @@ from pic.energy import ComposedEnergy
 from pic.report import profile_settings
 from pic.stats import beats, disagreement, summarize
 from pic.tasks.vqa import consensus, experiment
-from pic.tasks.vqa import data as vqa
 from pic.tasks.vqa import settings as vqa_settings
 from pic.tasks.vqa.consensus import statement
 
@@ -71,7 +70,7 @@ def load(profile: str, seed: int = 0) -> Ablation:
     _, step_size = experiment.choose_step_size(setup)
     runs = []
     for i, model_seed in enumerate(base.model_seeds):
-        questions = [setup.test_q[j] for j in vqa.stratified_subset(setup.test_q, base.per_kind, seed=seed + i)]
+        questions = setup.test_subset(i)
         scorers = setup.scorers(model_seed)
         frames, video_of = setup.frames(questions)
         runs.append(Run(model_seed, seed + i, questions, scorers,

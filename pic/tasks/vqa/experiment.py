@@ -71,6 +71,14 @@ class Setup:
         preds = predict(model, features, self.text_encoder.encode([q.text for q in questions]), video_of, ref_vocab)
         return consensus.Answers(preds, preds)
 
+    def test_subset(self, i: int) -> list:
+        """Run i's test questions: a subset of per_kind questions of each kind drawn with seed + i (all of them
+        when per_kind is None)."""
+        s = self.settings
+        if s.per_kind is None:
+            return list(self.test_q)
+        return [self.test_q[j] for j in vqa.stratified_subset(self.test_q, s.per_kind, seed=s.seed + i)]
+
     def kinds(self, per_seed: list[dict]) -> list[str]:
         """The question kinds the table reports, in order."""
         if self.settings.hub_models:
@@ -158,10 +166,7 @@ def evaluate_run(setup: Setup, config: ConsensusConfig, i: int,
     from i, never from a rank)."""
     s = setup.settings
     model_seed, subset_seed = s.model_seeds[i], s.seed + i
-    if s.per_kind is None:
-        questions = list(setup.test_q)
-    else:
-        questions = [setup.test_q[j] for j in vqa.stratified_subset(setup.test_q, s.per_kind, seed=subset_seed)]
+    questions = setup.test_subset(i)
     scorers = setup.scorers(model_seed)
     frames, video_of = setup.frames(questions)
     embeddings = consensus.question_video_embeddings(scorers, frames, video_of)
