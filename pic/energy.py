@@ -148,8 +148,10 @@ class Energies:
 
     def agree(self) -> bool:
         """Whether every scorer ranks the same proposal best (the discrete optimizers' consensus test)."""
-        best = {int(torch.argmin(e)) for e in self.terms.values()}
-        return len(best) == 1
+        if not self.terms:
+            return False
+        best = torch.stack(list(self.terms.values())).argmin(dim=1).tolist()  # one read-out for every scorer
+        return len(set(best)) == 1
 
     def means(self) -> dict[str, float]:
         """Batch means of the total and of each unweighted term, for per-iteration reports."""
@@ -192,6 +194,13 @@ class ComposedEnergy:
         if unknown:
             raise EnergyError(f"unknown scorer(s) {sorted(unknown)}; have {self.names}")
         return ComposedEnergy([t for t in self.terms if t.scorer.name in names])
+
+    def reweighted(self, weights: Mapping[str, Weight]) -> ComposedEnergy:
+        """The same experts under other weights (the rows of a weight sweep); a scorer not named keeps its own."""
+        unknown = set(weights) - set(self.names)
+        if unknown:
+            raise EnergyError(f"unknown scorer(s) {sorted(unknown)} to reweight; have {self.names}")
+        return ComposedEnergy([Term(t.scorer, weights.get(t.scorer.name, t.weight)) for t in self.terms])
 
     def __add__(self, other: ComposedEnergy) -> ComposedEnergy:
         return ComposedEnergy(self.terms + other.terms)
@@ -246,15 +255,19 @@ def _check_weight(scorer, weight, where: str) -> float:
 
 
 def _weighted_sum(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
-    return sum(weights[n] * e for n, e in terms.items())
+    total = None
+    for n, e in terms.items():  # sum() would start with 0 + ..., one tensor call more; an add with alpha would fuse
+        total = e * weights[n] if total is None else total + e * weights[n]  # and round differently
+    return total
 
 
 def _check_finite(terms: dict[str, torch.Tensor], norms: dict[str, torch.Tensor], x,
                   grads: dict[str, torch.Tensor] | None = None) -> None:
     """Every energy and gradient norm finite, checked in one pass over all scorers; else the error of the first
-    scorer (in order) that broke the contract."""
+    scorer (in order) that broke the contract. The pass is one sum, finite whenever every value is (isfinite().all()
+    costs several times more); a finite sum that overflows falls through to the per-scorer checks, which pass."""
     values = [*terms.values(), *norms.values()]
-    if not values or bool(torch.isfinite(torch.cat([v.flatten() for v in values])).all()):
+    if not values or math.isfinite(float(torch.cat([v.flatten() for v in values]).sum())):
         return
     for name, e in terms.items():
         _check_energy(name, e, x)

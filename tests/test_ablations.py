@@ -16,6 +16,10 @@ from pic.optim.token_consensus import ConsensusConfig, consensus_decode
 from pic.report import read_overhead, write_overhead
 from pic.stats import by_disagreement, disagreement, fit_line, subset_effects
 from pic.tasks.image import ablations as image_ablations
+from pic.tasks.image.generation import row_weights
+from pic.tasks.image.loading import PROFILES as IMAGE_PROFILES
+from pic.tasks.robot import ablations as robot_ablations
+from pic.tasks.robot.table import VIEW_WEIGHTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,7 +137,46 @@ def test_a_smoke_run_measures_every_subset_once_and_counts_the_calls_it_expects(
     folder = Path(os.environ["PIC_FIGURES_DIR"]) / "60_ablations" / "smoke"
     assert len(tables["image_singles_validation"]) == 3 and tables["image_weights_validation"]
     assert tables["vqa_disagreement"] and tables["robot_disagreement_text"] and tables["robot_disagreement_image"]
-    for figure in ("quality_vs_iterations", "quality_vs_scorers", "cost", "disagreement", "image_weights_validation"):
+    assert [r["goal"] for r in tables["robot_weights_validation"]] == ["text", "image"]  # smoke: one cell per goal
+    assert len(tables["robot_singles_validation"]) == 6
+    for figure in ("quality_vs_iterations", "quality_vs_scorers", "cost", "disagreement", "image_weights_validation",
+                   "robot_weights_validation"):
         assert (folder / f"{figure}.pdf").exists() and (folder / f"{figure}.png").exists(), figure
     assert [r["claim"] for r in tables["cost_claims"]] == ["wall time per sample is linear in the number of steps "
                                                            "(R^2 >= 0.95)"]
+
+
+def test_the_all_scorer_scales_change_only_the_row_of_every_scorer():
+    weights, scales = {"clip": 2.0, "cls": 4.0, "cls_free": 1.0}, {"clip": 1.0, "cls": 0.5}
+    assert row_weights(("clip", "cls", "cls_free"), weights, 0.5, scales) == {"clip": 1.0, "cls": 1.0, "cls_free": 0.5}
+    assert row_weights(("clip", "cls"), weights, 0.5, scales) == {"clip": 1.0, "cls": 2.0}
+    assert row_weights(("cls",), weights, 0.5, scales) == {"cls": 4.0}
+
+
+def grid_cell(goal, front, side, success):
+    return {"goal": goal, "top_weight": 1.0, "front_weight": front, "side_weight": side, "success": success,
+            "ci95_low": success - 0.1, "ci95_high": success + 0.1}
+
+
+def test_the_view_weights_are_the_best_cell_and_among_equals_the_nearest_to_equal_weights():
+    grid = [grid_cell("text", 4.0, 4.0, 0.9), grid_cell("text", 2.0, 1.0, 0.9), grid_cell("text", 1.0, 1.0, 0.8),
+            grid_cell("image", 0.25, 4.0, 0.7), grid_cell("image", 1.0, 1.0, 0.6)]
+    assert robot_ablations.choose_weights(grid, "text") == {"front": 2.0, "side": 1.0, "top": 1.0}
+    assert robot_ablations.choose_weights(grid, "image") == {"front": 0.25, "side": 4.0, "top": 1.0}
+    singles = [{"goal": g, "scorers": v, "success": 0.5, "ci95_low": 0.4, "ci95_high": 0.6}
+               for g in ("text", "image") for v in ("front", "side", "top")]
+    claims = robot_ablations.weight_claims(grid, singles)
+    assert [c["holds"] for c in claims if "beats" in c["claim"]] == [True, False]  # 0.8 > 0.6; 0.6 = 0.6
+
+
+def test_the_committed_weights_are_the_cells_60s_committed_validation_grids_choose():
+    """41's view weights and 11's all-scorer scales against the validation grids 60 stored: changing one without
+    re-running the other fails here."""
+    figures = ROOT / "figures" / "60_ablations"
+    robot_grid = json.loads((figures / "robot_weights_validation.json").read_text())
+    for goal in ("text", "image"):
+        assert robot_ablations.choose_weights(robot_grid, goal) == VIEW_WEIGHTS[goal], goal
+    image_grid = json.loads((figures / "image_weights_validation.json").read_text())
+    local = IMAGE_PROFILES["11_image_generation"]["local"]["all_scorer_scales"]
+    assert image_ablations.chosen_scales(image_grid, "accuracy") == local
+    assert image_ablations.chosen_scales(image_grid, "kid") == local

@@ -10,6 +10,7 @@ import pytest
 from pic import assets
 from pic.tasks.image import checkpoints, table
 from pic.tasks.image import generation as ig
+from pic.tasks.image.loading import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "figures" / "11_image_generation" / "results.json"
@@ -86,6 +87,7 @@ def test_the_guidance_weights_are_the_validation_choice_stored_with_the_generato
     p = results["meta"]["parameters"]
     assert p["weights"] is None and p["combination_scale"] is None  # the notebook's defaults: read from 10
     assert p["guidance_used"] == guidance
+    assert p["all_scorer_scales"] == PROFILES["11_image_generation"]["local"]["all_scorer_scales"]  # 60's choice
 
 
 def test_offline_the_paper_profile_stops_at_its_first_model_cell_naming_the_hub_ids(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from pic import ComposedEnergy, FunctionScorer, Scorer
 from pic.stats import wilson_interval
 from pic.tasks.robot.episodes import run_table
 from pic.tasks.robot.planner import PlannerSettings, ViewScorer, WorldModel, run_episode
-from pic.tasks.robot.table import Row, success_rows, table_rows
+from pic.tasks.robot.table import VIEW_WEIGHTS, Row, success_rows, table_rows
 from pic.tasks.robot.scenes import make_episode, propose_actions
 from pic.tasks.robot.sim import NO_OP, VIEWS, ExecutionResult, TabletopWorld
 
@@ -89,10 +89,35 @@ def test_wilson_intervals_match_known_values():
     assert wilson_interval(50, 50) == pytest.approx((0.9287, 1.0), abs=1e-4)
 
 
-def test_the_table_has_random_single_pair_and_all_view_rows():
+def test_the_table_has_random_single_pair_all_view_and_weighted_rows():
     names = [r.name for r in table_rows("text")]
-    assert names[0] == "random action" and names[1:4] == list(VIEWS) and names[-1] == " + ".join(VIEWS)
-    assert len(table_rows("image", pairs=False)) == 5
+    assert names[0] == "random action" and names[1:4] == list(VIEWS) and names[-2] == " + ".join(VIEWS)
+    assert names[-1] == " + ".join(f"{VIEW_WEIGHTS['text'][v]:g}·{v}" for v in VIEWS)
+    assert len(table_rows("image", pairs=False)) == 6
+    assert len(table_rows("image", pairs=False, validation_weights=False)) == 5
+
+
+@pytest.mark.parametrize("weights", [(1.0, 2.0), (1.0, -1.0, 1.0), (1.0, float("nan"), 1.0)])
+def test_a_row_refuses_weights_that_do_not_fit_its_views(weights):
+    with pytest.raises(ValueError, match="one finite weight >= 0 per view"):
+        Row("text", VIEWS, weights)
+
+
+def test_a_weighted_row_changes_the_summed_energy_only_by_its_weights():
+    class Constant(Scorer):
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        def energy(self, x, **context):
+            return torch.full((len(x),), self.value)
+
+    energy = ComposedEnergy([Constant(v, float(i + 1)) for i, v in enumerate(VIEWS)])
+    weights = dict(zip(VIEWS, (2.0, 0.5, 4.0)))
+    total = energy.reweighted(weights)([0, 1]).total
+    assert total.tolist() == [sum(w * (i + 1) for i, w in enumerate(weights.values()))] * 2
+    assert energy([0]).total.item() == 6.0  # the original keeps its weights
+    with pytest.raises(Exception, match="unknown scorer"):
+        energy.reweighted({"back": 1.0})
 
 
 def test_two_runs_give_identical_records():

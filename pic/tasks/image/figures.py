@@ -2,11 +2,13 @@
 energy traces that one of them shows."""
 from __future__ import annotations
 
+from typing import Callable
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from pic.tasks.image.generation import LABELS, ROWS, initial_noise, row_weights
+from pic.tasks.image.generation import LABELS, ROWS, initial_noise
 
 WATCHED_ROWS = ("generator alone", "+ CLIP", "+ CLS", "+ CLS-FREE", "+ CLIP + CLS + CLS-FREE")
 
@@ -27,15 +29,15 @@ def samples(runs: dict, to_pixels, labels: torch.Tensor, class_names: list[str],
     return fig
 
 
-def watch_energies(sampler, weights: dict, combination_scale: float, labels: torch.Tensor, n_per_class: int, shape,
+def watch_energies(sampler, row_weights: Callable[[tuple], dict], labels: torch.Tensor, n_per_class: int, shape,
                    num_steps: int, seed: int) -> dict[str, list[dict]]:
     """Row -> the sampler's per-step history (mean energy of each scorer) on every (n_per_class // 5)-th label,
-    the same noise for every row."""
+    the same noise for every row; row_weights(scorer names) -> the row's weights (Experiment.row_weights)."""
     labels = labels[torch.arange(len(labels)) % max(1, n_per_class // 5) == 0]
     noise = initial_noise(len(labels), seed + 7, shape)
     watched = {}
     for row in WATCHED_ROWS:
-        w = {"clip": 0.0, "cls": 0.0, **row_weights(ROWS[row][0], weights, combination_scale)}
+        w = {"clip": 0.0, "cls": 0.0, **row_weights(ROWS[row][0])}
         watched[row] = sampler.sample(w, labels, noise, num_steps=num_steps, seed=seed).history
     return watched
 

@@ -154,10 +154,13 @@ def paper_sampler(paper: dict, template: str = PROMPT_TEMPLATE, noised_clip: boo
     return ConsensusSampler(denoiser, scheduler, scorers, lambda c: template.format(names[c]))
 
 
-def row_weights(scorers: Sequence[str], weights: dict[str, float], combination_scale: float = 1.0) -> dict:
-    """The weights of a row: each scorer's own weight, times `combination_scale` when several are combined."""
+def row_weights(scorers: Sequence[str], weights: dict[str, float], combination_scale: float = 1.0,
+                all_scorer_scales: dict[str, float] | None = None) -> dict:
+    """The weights of a row: each scorer's own weight, times `combination_scale` when several are combined, and in
+    the row of all SCORERS also times its factor in `all_scorer_scales` (absent: 1)."""
     scale = combination_scale if len(scorers) > 1 else 1.0
-    return {n: weights[n] * scale for n in scorers}
+    extra = (all_scorer_scales or {}) if set(scorers) == set(SCORERS) else {}
+    return {n: weights[n] * scale * extra.get(n, 1.0) for n in scorers}
 
 
 def initial_noise(n: int, seed: int, shape: tuple[int, ...] = (1, 28, 28)) -> torch.Tensor:

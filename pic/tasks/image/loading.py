@@ -30,15 +30,17 @@ PROFILES = {
     },
     # guidance: `local` reads the weights chosen on the validation split (stored with the generator by 10); the tiny
     # random `smoke` models and the hub models of `paper` use fixed ones (`paper`: GLIDE's CLIP and CLS-FREE scale 3,
-    # guided-diffusion's classifier scale 1)
+    # guided-diffusion's classifier scale 1). all_scorer_scales: factors on CLIP's and CLS's weights in the rows of
+    # all three scorers, `local`: the cell 60_ablations' grid picks on the validation split (by accuracy and KID)
     "11_image_generation": {
         "smoke": dict(n_per_class=2, n_seeds=2, num_steps=4, reference_images=1000,
                       guidance={"clip": 1.0, "cls": 1.0, "cls_free": 2.0, "combination_scale": 0.5,
-                                "mcmc_step_scale": 0.05}),
-        "local": dict(n_per_class=17, n_seeds=3, num_steps=20, reference_images=10000, guidance=None),
+                                "mcmc_step_scale": 0.05}, all_scorer_scales={}),
+        "local": dict(n_per_class=17, n_seeds=3, num_steps=20, reference_images=10000, guidance=None,
+                      all_scorer_scales={"clip": 1.0, "cls": 0.5}),
         "paper": dict(n_per_class=8, n_seeds=3, num_steps=50, reference_images=0,
                       guidance={"clip": 3.0, "cls": 1.0, "cls_free": 3.0, "combination_scale": 1.0,
-                                "mcmc_step_scale": 0.05}),
+                                "mcmc_step_scale": 0.05}, all_scorer_scales={}),
     },
 }
 
@@ -103,8 +105,14 @@ class Experiment:
         scorer_names, with_mcmc = ig.ROWS[row]
         labels, noise = self.seed_batch(seed)
         mcmc = self.sampler.langevin(mcmc_steps, self.mcmc_step_scale) if with_mcmc else None
-        return self.sampler.sample(ig.row_weights(scorer_names, self.weights, self.combination_scale), labels, noise,
+        return self.sampler.sample(self.row_weights(scorer_names), labels, noise,
                                    num_steps=self.settings["num_steps"], mcmc=mcmc, seed=seed)
+
+    def row_weights(self, scorer_names, combination_scale: float | None = None) -> dict[str, float]:
+        """The guidance weights of the row of `scorer_names` (ig.row_weights with this experiment's guidance and
+        all-scorer scales; `combination_scale` None: the experiment's)."""
+        return ig.row_weights(scorer_names, self.weights, combination_scale or self.combination_scale,
+                              self.settings["all_scorer_scales"])
 
     def reference(self) -> ig.Reference:
         """The real images generated ones are measured against: the first `reference_images` test images."""

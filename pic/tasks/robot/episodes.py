@@ -82,6 +82,8 @@ def run_episode_rows(world: TabletopWorld, model: WorldModel, seed: int, rows: l
     records = []
     for row in rows:
         energy = energies[row.goal].subset(row.views) if row.views else None
+        if row.weights:
+            energy = energy.reweighted(dict(zip(row.views, row.weights)))
         r = run_episode(model, seed, start, reached[row.goal], energy, settings)
         records.append(EpisodeRecord(seed, row.goal, row.name, len(row.views), bool(r.success), r.steps,
                                      r.failed_grasps, goal.instruction if row.goal == "text" else

@@ -41,8 +41,12 @@ class ExperimentSettings:
         return PlannerSettings(n_random=self.n_random, rounds=self.rounds, max_steps=self.max_steps)
 
     def episode_seeds(self, seed: int) -> list[int]:
-        """The evaluation episodes of experiment seed `seed` (development episodes use 10000+, never these)."""
+        """The evaluation episodes of experiment seed `seed` (validation_seeds are others)."""
         return [seed * 100_000 + i for i in range(self.n_episodes)]
+
+    def validation_seeds(self, seed: int, n: int) -> list[int]:
+        """n development episodes of experiment seed `seed`, for choosing weights (never an evaluation episode)."""
+        return [seed * 100_000 + 10_000 + i for i in range(n)]
 
     def record(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "profile"}
